@@ -1,0 +1,1 @@
+"""The Discord side of the bot: configuration, wiring and start-up; cogs live in `cogs/`."""

@@ -1,0 +1,138 @@
+"""Terminal play: the same engine and database as the Discord bot, offline, one player at a keyboard.
+
+Every line you type is your character's action and the DM answers it; commands start with '/'.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import zlib
+from typing import TextIO
+
+from bot.config import Config
+from bot.services import Services, build_services
+from engine.errors import EngineError
+from engine.jobs import Job
+from engine.store import Campaign
+
+HELP = """Commands:
+  (any text)      your character's action; the DM narrates what happens
+  /continue [x]   let the DM go on (optionally with a direction for the DM)
+  /retry          narrate the last turn anew
+  /undo           take back the last turn (its actions return)
+  /memory         list what the DM remembers
+  /pin <fact>     make the DM always remember a fact
+  /summarise      summarise the story so far into a memory now
+  /help           this list
+  /quit           leave (the campaign is saved)"""
+
+DEFAULT_PREMISE = "A fantasy adventure that begins in a small tavern at the edge of a dark forest."
+
+
+def terminal_channel_id(name: str) -> int:
+    """Terminal campaigns live beside Discord ones; negative ids never collide with Discord's."""
+    return -(zlib.crc32(name.encode()) + 1)
+
+
+class TerminalGame:
+    def __init__(self, services: Services, campaign: Campaign, player: str, out: TextIO) -> None:
+        self.services, self.campaign, self.player, self.out = services, campaign, player, out
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    async def run_job(self, kind: str, **payload) -> None:
+        handle = self.services.runner.submit(Job(self.campaign.id, self.campaign.channel_id, kind, payload=payload))
+        if kind in ("turn", "retry"):
+            self.out.write("DM: ")
+        shown = 0
+        async for text in handle.updates():
+            self.out.write(text[shown:])
+            self.out.flush()
+            shown = len(text)
+        result = await handle.result()
+        if kind == "summary":
+            self.say(result or "(nothing new to summarise)")
+        elif kind == "undo":
+            self.say(f"(turn {result.number} undone)" if result else "(nothing to undo)")
+        else:
+            self.say()
+
+    async def command(self, line: str) -> bool:
+        """Handle one input line; False means quit."""
+        name, _, rest = line.partition(" ")
+        store, campaign = self.services.store, self.campaign
+        if not line.startswith("/"):
+            _, note = await self.services.narrator.add_action(campaign.id, 0, self.player, line)
+            if note:
+                self.say(f"(note: {note})")
+            await self.run_job("turn")
+        elif name == "/quit":
+            return False
+        elif name == "/continue":
+            await self.run_job("turn", text=rest)
+        elif name == "/retry":
+            await self.run_job("retry")
+        elif name == "/summarise":
+            await self.run_job("summary")
+        elif name == "/undo":
+            await self.run_job("undo")
+        elif name == "/memory":
+            memories = await store.memories(campaign.id)
+            for m in memories:
+                self.say(f"  #{m.id} [{'pinned' if m.pinned else m.kind}] {m.text}")
+            self.say(f"({len(memories)} memories)")
+        elif name == "/pin":
+            if not rest.strip():
+                self.say("(usage: /pin <fact>)")
+            else:
+                memory = await self.services.memory.pin(campaign.id, rest.strip())
+                self.say(f"(pinned #{memory.id})")
+        else:
+            self.say(HELP)
+        return True
+
+
+async def open_campaign(services: Services, name: str, premise: str | None) -> Campaign:
+    store = services.store
+    campaign = await store.campaign_for_channel(terminal_channel_id(name))
+    if campaign is None:
+        campaign = await store.create_campaign(terminal_channel_id(name), name, premise or DEFAULT_PREMISE)
+    elif premise:
+        campaign = await store.update_campaign(campaign.id, premise=premise)
+    return campaign
+
+
+async def play(config: Config, name: str, player: str, premise: str | None,
+               stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    def progress(message: str) -> None:
+        out.write(f"[{message}]\n")
+        out.flush()
+
+    services = await build_services(config, progress)
+    try:
+        campaign = await open_campaign(services, name, premise)
+        game = TerminalGame(services, campaign, player, out)
+        turns = await services.store.turn_count(campaign.id)
+        game.say(f"Campaign {campaign.name!r} ({turns} turns so far). {campaign.premise}")
+        game.say("Type what your character does; /help lists commands.")
+        loop = asyncio.get_running_loop()
+        while True:
+            out.write("> ")
+            out.flush()
+            line = await loop.run_in_executor(None, stdin.readline)
+            if not line:  # end of input
+                break
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if not await game.command(line):
+                    break
+            except EngineError as exc:
+                game.say(f"\n(the DM cannot do that: {exc})")
+        game.say("(saved; goodbye)")
+    finally:
+        await services.close()
+    return 0

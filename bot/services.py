@@ -1,0 +1,94 @@
+"""The one place that builds the engine's parts from the config, and closes them again."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from bot.config import Config
+from engine.embeddings import Embedder
+from engine.errors import Unavailable
+from engine.memory import MemoryBank
+from engine.narrator import Narrator, NarratorSettings
+from engine.runner import Runner
+from engine.store import Store
+from engine.summarize import PipelineSummarizer
+from engine.textgen.base import TextBackend
+from engine.textgen.transformers_backend import TransformersBackend, pick_device
+from engine.worker import ModelWorker
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Services:
+    config: Config
+    store: Store
+    text: ModelWorker[TextBackend]
+    embedder: ModelWorker[Embedder]
+    summarizer: ModelWorker[PipelineSummarizer] | None
+    memory: MemoryBank
+    narrator: Narrator
+    runner: Runner
+
+    @property
+    def backend(self) -> TextBackend:
+        assert self.text.model is not None
+        return self.text.model
+
+    async def close(self) -> None:
+        await self.runner.close()
+        for worker in (self.text, self.embedder, self.summarizer):
+            if worker is not None:
+                await worker.stop()
+        await self.store.close()
+
+
+def text_loader(config: Config, progress: Progress) -> Callable[[], TextBackend]:
+    llm = config.llm
+    if llm.backend != "transformers":
+        raise Unavailable(f"llm.backend = {llm.backend!r} is not available in this version; use \"transformers\"")
+    return lambda: TransformersBackend.load(
+        llm.model, device=llm.device, dtype=llm.dtype, cache_dir=llm.cache_dir, progress=progress
+    )
+
+
+async def build_services(config: Config, progress: Progress = log.info) -> Services:
+    """Open the store, load the models (in their own threads, at the same time) and start the runner."""
+    mem = config.memory
+    store = await Store.open(config.storage.path)
+    workers: list[ModelWorker] = []
+    try:
+        text = ModelWorker("text", text_loader(config, progress))
+        embedder = ModelWorker("embedder", lambda: Embedder.load(mem.embedder, device=pick_device(config.llm.device)))
+        workers = [text, embedder]
+        summarizer = None
+        if mem.summarizer:
+            summarizer = ModelWorker(
+                "summarizer", lambda: PipelineSummarizer.load(mem.summarizer, mem.summary_max_tokens, pick_device(config.llm.device))
+            )
+            workers.append(summarizer)
+        progress("loading models: " + ", ".join(w.name for w in workers))
+        await asyncio.gather(*(w.start() for w in workers))
+        backend, embed = text.model, embedder.model
+        assert backend is not None and embed is not None
+        progress(f"models ready: {backend.name}, {embed.id}")
+        memory = MemoryBank(store, embedder, embed.id, chunk_chars=mem.chunk_chars)
+        narrator = Narrator(store, memory, backend, NarratorSettings(
+            generation=config.llm.generation, context_tokens=config.llm.context_tokens, top_k=mem.top_k,
+            min_score=mem.min_score, summarize_every=mem.summarize_every, recent_turns=mem.recent_turns,
+            action_max_chars=config.discord.action_max_chars, summary_max_tokens=mem.summary_max_tokens,
+        ), summarizer)
+        run = config.runner
+        runner = Runner(narrator.handle, text, batch_size=run.batch_size, batch_wait_ms=run.batch_wait_ms,
+                        max_pending_per_channel=run.max_pending_per_channel,
+                        max_pending_total=run.max_pending_total, job_timeout_s=run.job_timeout_s)
+        await runner.start()
+    except BaseException:
+        for worker in workers:
+            await worker.stop()
+        await store.close()
+        raise
+    return Services(config, store, text, embedder, summarizer, memory, narrator, runner)

@@ -1,0 +1,1 @@
+"""The Dungeon Master's engine: store, memory, models, runner and turn pipeline. No Discord here."""

@@ -1,0 +1,93 @@
+"""Jobs and their handles: plain data in, streamed text and a result (or an error) out."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Mapping
+
+from engine.errors import Cancelled
+
+# undo is a job too, so it waits for the channel's running turn (and its summary) instead of racing it.
+JOB_KINDS = ("turn", "retry", "undo", "summary", "picture_prompt")
+
+
+@dataclass(frozen=True)
+class Job:
+    campaign_id: int
+    channel_id: int
+    kind: str = "turn"
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in JOB_KINDS:
+            raise ValueError(f"unknown job kind {self.kind!r}")
+
+
+class JobHandle:
+    """What a submitter holds: the place in the queue, the text so far, the result or the error."""
+
+    def __init__(self, job: Job, position: Callable[["JobHandle"], int]) -> None:
+        self.job = job
+        self._position = position
+        self._result: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._changed = asyncio.Event()
+        self.text = ""  # generated so far
+        self.started = False
+        self.cancel_requested = False
+
+    @property
+    def done(self) -> bool:
+        return self._result.done()
+
+    def position(self) -> int:
+        """How many jobs run before this one (0 once it runs)."""
+        return 0 if self.started or self.done else self._position(self)
+
+    def cancel(self) -> None:
+        """Free the slot; a job generating stops at its next token."""
+        self.cancel_requested = True
+        self._changed.set()
+
+    async def result(self) -> Any:
+        return await asyncio.shield(self._result)
+
+    async def updates(self) -> AsyncIterator[str]:
+        """The whole text so far, each time it grew; ends when the job does (its error is raised)."""
+        sent = None
+        while True:
+            if self.text != sent:
+                sent = self.text
+                yield sent
+            if self.done:
+                break
+            self._changed.clear()
+            waiter = asyncio.ensure_future(self._changed.wait())
+            await asyncio.wait({waiter, self._result}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        if self.text != sent:
+            yield self.text
+        await self.result()
+
+    # --- for the runner ---
+    def _append(self, piece: str) -> None:
+        self.text += piece
+        self._changed.set()
+
+    def _reset_text(self) -> None:
+        self.text = ""
+        self._changed.set()
+
+    def _finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        if self._result.done():
+            return
+        if error is not None:
+            self._result.set_exception(error)
+            self._result.exception()  # a handle nobody awaits must not log "never retrieved"
+        else:
+            self._result.set_result(result)
+        self._changed.set()
+
+    def _fail_cancelled(self) -> None:
+        self._finish(error=Cancelled("the job was cancelled"))

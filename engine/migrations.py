@@ -1,0 +1,100 @@
+"""Numbered schema migrations for the campaign store; `PRAGMA user_version` holds how many ran.
+
+Append new scripts to MIGRATIONS, never edit one that has shipped.
+"""
+from __future__ import annotations
+
+import logging
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: campaigns, turns, pending actions, memories with their vectors.
+    """
+    CREATE TABLE campaigns (
+        id          INTEGER PRIMARY KEY,
+        channel_id  INTEGER NOT NULL,
+        name        TEXT    NOT NULL,
+        premise     TEXT    NOT NULL DEFAULT '',
+        style       TEXT    NOT NULL DEFAULT '',
+        language    TEXT    NOT NULL DEFAULT 'en',
+        settings    TEXT    NOT NULL DEFAULT '{}',
+        active      INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+        created     REAL    NOT NULL
+    );
+    CREATE UNIQUE INDEX campaigns_one_active_per_channel ON campaigns (channel_id) WHERE active = 1;
+    CREATE INDEX campaigns_active_name ON campaigns (name COLLATE NOCASE, id) WHERE active = 1;
+
+    CREATE TABLE turns (
+        id          INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        number      INTEGER NOT NULL CHECK (number >= 1),
+        narration   TEXT    NOT NULL,
+        created     REAL    NOT NULL,
+        UNIQUE (campaign_id, number)
+    );
+
+    CREATE TABLE actions (
+        id          INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        author_id   INTEGER NOT NULL,
+        author_name TEXT    NOT NULL,
+        text        TEXT    NOT NULL,
+        created     REAL    NOT NULL,
+        turn_id     INTEGER REFERENCES turns (id) ON DELETE SET NULL
+    );
+    CREATE INDEX actions_pending ON actions (campaign_id, id) WHERE turn_id IS NULL;
+    CREATE INDEX actions_by_turn ON actions (turn_id, id) WHERE turn_id IS NOT NULL;
+
+    CREATE TABLE memories (
+        id           INTEGER PRIMARY KEY,
+        campaign_id  INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        kind         TEXT    NOT NULL CHECK (kind IN ('exact', 'summary', 'fact')),
+        text         TEXT    NOT NULL,
+        content_hash TEXT    NOT NULL,
+        vector       BLOB,
+        dim          INTEGER,
+        embedder     TEXT    NOT NULL DEFAULT '',
+        turn_from    INTEGER,
+        turn_to      INTEGER,
+        pinned       INTEGER NOT NULL DEFAULT 0 CHECK (pinned IN (0, 1)),
+        created      REAL    NOT NULL,
+        CHECK ((vector IS NULL) = (dim IS NULL)),
+        CHECK (vector IS NULL OR length(vector) = 4 * dim)
+    );
+    CREATE INDEX memories_by_campaign ON memories (campaign_id, pinned, id);
+    CREATE INDEX memories_by_embedder ON memories (campaign_id, embedder, id);
+    CREATE INDEX memories_by_turn ON memories (campaign_id, turn_to);
+    CREATE INDEX memories_by_hash ON memories (campaign_id, content_hash);
+    """,
+)
+
+
+async def apply_migrations(conn: aiosqlite.Connection) -> int:
+    """Run the migrations not yet applied, each in its own transaction; returns the new version.
+
+    The connection must be in autocommit mode (isolation_level=None). Each script runs inside
+    BEGIN IMMEDIATE ... COMMIT together with its user_version bump, so a failing script leaves
+    the file at the previous version.
+    """
+    async with conn.execute("PRAGMA user_version") as cursor:
+        (version,) = await cursor.fetchone()
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"the database is at schema version {version}, newer than this code ({len(MIGRATIONS)})"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        script = MIGRATIONS[number - 1]
+        try:
+            # executescript commits any open transaction first, so BEGIN/COMMIT live in the script.
+            await conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\n;PRAGMA user_version = {number};\nCOMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                await conn.rollback()
+            raise
+        log.info("store schema migrated to version %d", number)
+    return len(MIGRATIONS)

@@ -1,0 +1,174 @@
+"""The turn pipeline: recall -> prompt within budget -> generate (streamed) -> commit -> summarise."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from engine.errors import BadInput, Unavailable
+from engine.generation import GenerationSettings
+from engine.jobs import Job
+from engine.memory import MemoryBank, Recalled
+from engine.prompt import build_prompt, cut_action
+from engine.runner import JobContext
+from engine.store import Action, Campaign, Store, Turn
+from engine.summarize import PipelineSummarizer, story_text, summary_prompt, summary_settings
+from engine.textgen.base import TextBackend
+from engine.worker import ModelWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NarratorSettings:
+    generation: GenerationSettings
+    context_tokens: int = 2048
+    top_k: int = 3
+    min_score: float = 0.25
+    summarize_every: int = 6
+    recent_turns: int = 8
+    action_max_chars: int = 1000
+    summary_max_tokens: int = 120
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    turn: Turn
+    recalled: tuple[Recalled, ...]
+    prompt_tokens: int
+    turns_in_prompt: int
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    generation: GenerationSettings
+    summarize_every: int
+
+
+class Narrator:
+    def __init__(
+        self, store: Store, memory: MemoryBank, backend: TextBackend, settings: NarratorSettings,
+        summarizer: ModelWorker[PipelineSummarizer] | None = None,
+    ) -> None:
+        self.store, self.memory, self.backend, self.settings = store, memory, backend, settings
+        self.summarizer = summarizer
+
+    # --- outside jobs: quick, no model ---
+    async def add_action(self, campaign_id: int, author_id: int, author_name: str, text: str) -> tuple[Action, str | None]:
+        """Store a player's action (before anyone acknowledges it); returns it and a note if it was cut."""
+        if not text or not text.strip():
+            raise BadInput("an empty action: write what your character does")
+        kept, was_cut = cut_action(text, self.settings.action_max_chars)
+        action = await self.store.add_action(campaign_id, author_id, author_name.strip() or "Someone", kept)
+        note = f"your action was cut to {self.settings.action_max_chars} characters" if was_cut else None
+        return action, note
+
+    def campaign_settings(self, campaign: Campaign) -> CampaignSettings:
+        overrides = dict(campaign.settings)
+        every = overrides.pop("summarize_every", self.settings.summarize_every)
+        if isinstance(every, bool) or not isinstance(every, int) or not 0 <= every <= 1000:
+            raise BadInput(f"summarize_every must be a whole number from 0 to 1000, not {every!r}")
+        return CampaignSettings(self.settings.generation.with_overrides(overrides), every)
+
+    async def campaign(self, campaign_id: int) -> Campaign:
+        campaign = await self.store.get_campaign(campaign_id)
+        if campaign is None or not campaign.active:
+            raise BadInput("there is no running campaign here")
+        return campaign
+
+    # --- the job handler the runner calls ---
+    async def handle(self, job: Job, ctx: JobContext) -> Any:
+        if job.kind == "turn":
+            return await self._turn(job, ctx)
+        if job.kind == "retry":
+            return await self._retry(job, ctx)
+        if job.kind == "undo":
+            return await self.store.undo_last_turn((await self.campaign(job.campaign_id)).id)
+        if job.kind == "summary":
+            return await self._summarise(await self.campaign(job.campaign_id), ctx, force=True)
+        raise BadInput(f"the narrator does not do {job.kind} jobs")
+
+    async def _turn(self, job: Job, ctx: JobContext) -> TurnResult:
+        campaign = await self.campaign(job.campaign_id)
+        actions = await self.store.pending_actions(campaign.id)
+        extra = str(job.payload.get("text", ""))
+        turns = await self.store.recent_turns(campaign.id, self.settings.recent_turns)
+        if not actions and not extra.strip() and not turns and not campaign.premise:
+            raise BadInput("nothing to narrate yet: write what your characters do first")
+        narration, recalled, built = await self._narrate(campaign, turns, actions, extra, ctx)
+        entries = await self.memory.turn_entries(actions, narration)
+        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in actions], narration, entries)
+        result = TurnResult(turn, tuple(recalled), built.tokens, built.turns_used)
+        ctx.resolve(result)  # players see the turn now; the summary below still holds the channel
+        await self._summarise(campaign, ctx, force=False)
+        return result
+
+    async def _retry(self, job: Job, ctx: JobContext) -> TurnResult:
+        campaign = await self.campaign(job.campaign_id)
+        last = await self.store.last_turn(campaign.id)
+        if last is None:
+            raise BadInput("there is no narration to retry yet")
+        turns = [t for t in await self.store.recent_turns(campaign.id, self.settings.recent_turns + 1) if t.id != last.id]
+        narration, recalled, built = await self._narrate(campaign, turns[-self.settings.recent_turns:], last.actions, "", ctx)
+        entries = await self.memory.turn_entries(last.actions, narration)
+        turn, _ = await self.store.replace_narration(last.id, narration, entries)
+        return TurnResult(turn, tuple(recalled), built.tokens, built.turns_used)
+
+    async def _narrate(self, campaign: Campaign, turns: Sequence[Turn], actions: Sequence[Action], extra: str,
+                       ctx: JobContext):
+        settings = self.campaign_settings(campaign)
+        # Recall with what is about to happen: the pending actions and the end of the last narration.
+        query = "\n".join([*(f"{a.author_name}: {a.text}" for a in actions), extra,
+                           turns[-1].narration[-300:] if turns else ""]).strip()
+        recalled = await self.memory.recall(
+            campaign.id, query, top_k=self.settings.top_k, min_score=self.settings.min_score,
+            recent_from_turn=turns[0].number if turns else None,
+        )
+        built = build_prompt(
+            campaign, memories=recalled, turns=turns, actions=actions, extra=extra, render=self.backend.render,
+            count_tokens=self.backend.count_tokens,
+            budget=self.settings.context_tokens - settings.generation.max_new_tokens,
+            action_limit=self.settings.action_max_chars,
+        )
+        raw = await ctx.generate(built.rendered, settings.generation)
+        names = {a.author_name for a in actions} | {a.author_name for t in turns for a in t.actions}
+        narration = clean_narration(raw, names)
+        if not narration:
+            raise Unavailable("the model wrote nothing this time; try /dm continue again")
+        return narration, recalled, built
+
+    async def _summarise(self, campaign: Campaign, ctx: JobContext, *, force: bool) -> str | None:
+        every = self.campaign_settings(campaign).summarize_every
+        last_summarised = await self.store.last_summary_turn(campaign.id)
+        turns = await self.store.turns_since(campaign.id, last_summarised)
+        if not turns or (not force and (every == 0 or len(turns) < every)):
+            return None
+        text = story_text(turns)
+        try:
+            if self.summarizer is not None:
+                summary = await self.summarizer.call(lambda s: s.summarize(text), timeout=300)
+            else:
+                prompt = self.backend.render(summary_prompt(text))
+                summary = (await ctx.generate(prompt, summary_settings(self.settings.summary_max_tokens), stream=False)).strip()
+        except Exception:
+            if force:
+                raise
+            log.warning("summary of campaign %s failed; the next turn tries again", campaign.id, exc_info=True)
+            return None
+        if not summary:
+            return None
+        entry = await self.memory.summary_entry(summary, turns[0].number, turns[-1].number)
+        await self.store.add_memory(campaign.id, entry)
+        return summary
+
+
+def clean_narration(text: str, player_names: set[str]) -> str:
+    """The narration without lines where the model starts to play the players (or itself) again."""
+    speakers = {"DM", *player_names}
+    pattern = re.compile(r"^\s*(" + "|".join(re.escape(n) for n in speakers if n) + r")\s*:", re.MULTILINE)
+    match = pattern.search(text, 1)
+    if match:
+        text = text[: match.start()]
+    text = re.sub(r"^\s*DM\s*:\s*", "", text.strip())
+    return text.strip()

@@ -1,0 +1,93 @@
+"""The prompt, built within a token budget counted in the model's own tokens.
+
+Order: instructions + premise, pinned and recalled memories, as much recent story as fits (oldest
+dropped first), then the pending actions, each with its player's name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from engine.errors import BadInput
+from engine.memory import Recalled
+from engine.store import Action, Campaign, Turn
+from engine.textgen.base import Prompt
+
+INSTRUCTIONS = (
+    "You are the Dungeon Master of a role-playing game played by a group. Narrate what happens next "
+    "in vivid second or third person prose, a few short paragraphs. React to every player's action, "
+    "keep the world consistent with what is remembered, never decide what the players' characters "
+    "say or do next, and stop at a moment where the players can act."
+)
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    prompt: Prompt
+    rendered: str
+    tokens: int
+    turns_used: int  # how many of the recent turns fitted
+    memories_used: int
+
+
+def cut_action(text: str, limit: int) -> tuple[str, bool]:
+    """An action cut at `limit` characters (at a word end), and whether it was cut."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text, False
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit].rstrip() + " …", True
+
+
+def _turn_text(turn: Turn) -> str:
+    lines = [f"{a.author_name}: {a.text}" for a in turn.actions]
+    return "\n".join([*lines, f"DM: {turn.narration}"])
+
+
+def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[Turn],
+              actions: Sequence[Action], extra: str, action_limit: int) -> tuple[str, str, str]:
+    system = INSTRUCTIONS
+    if campaign.premise:
+        system += f"\n\nThe campaign: {campaign.premise}"
+    if campaign.style:
+        system += f"\nStyle: {campaign.style}"
+    parts = []
+    if memories:
+        parts.append("Things to remember:\n" + "\n".join(f"- {r.memory.text}" for r in memories))
+    if turns:
+        parts.append("The story so far:\n" + "\n\n".join(_turn_text(t) for t in turns))
+    now = [f"{a.author_name}: {cut_action(a.text, action_limit)[0]}" for a in actions]
+    if extra.strip():
+        now.append(f"(Direction for the DM: {cut_action(extra, action_limit)[0]})")
+    parts.append("What the players do now:\n" + ("\n".join(now) if now else "(nothing: the story moves on)"))
+    user = "\n\n".join(parts) + "\n\nNarrate what happens next."
+    # The GPT-2 family continues text rather than following instructions: give it a script to extend.
+    continuation = "\n\n".join([system, *parts[:-1]]) + "\n\n" + "\n".join(now) + "\nDM:"
+    return system, user, continuation
+
+
+def build_prompt(
+    campaign: Campaign, *, memories: Sequence[Recalled], turns: Sequence[Turn], actions: Sequence[Action],
+    extra: str = "", render: Callable[[Prompt], str], count_tokens: Callable[[str], int], budget: int,
+    action_limit: int = 1000,
+) -> BuiltPrompt:
+    """The fullest prompt within `budget` tokens: story goes first (oldest first), then memories."""
+    turns, memories = list(turns), list(memories)
+    while True:
+        prompt = Prompt(*_sections(campaign, memories, turns, actions, extra, action_limit))
+        rendered = render(prompt)
+        tokens = count_tokens(rendered)
+        if tokens <= budget:
+            return BuiltPrompt(prompt, rendered, tokens, len(turns), len(memories))
+        if turns:
+            turns.pop(0)
+        elif any(r.score is not None for r in memories):  # recalled ones go before pinned facts
+            worst = max(i for i, r in enumerate(memories) if r.score is not None)
+            memories.pop(worst)
+        elif memories:
+            memories.pop()
+        else:
+            raise BadInput(
+                f"the pending actions alone need {tokens} tokens, more than the prompt budget of {budget}: "
+                "shorten them or raise llm.context_tokens"
+            )

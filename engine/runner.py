@@ -1,0 +1,284 @@
+"""One queue per channel, round-robin across channels, generate calls batched across channels.
+
+The design follows vLLM's engine loop in miniature: jobs wait in per-channel FIFOs; at most one job
+per channel runs at a time (so a campaign's turns never overlap or reorder); up to `batch_size`
+channels run at once, and their generate requests, arriving together, go to the model worker as
+one batched call. A failed call fails exactly the jobs in it; every waiter gets an answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from engine.errors import Busy, Cancelled, Unavailable
+from engine.generation import GenerationSettings
+from engine.jobs import Job, JobHandle
+from engine.textgen.base import GenRequest, TextBackend
+from engine.worker import ModelWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _GenSlot:
+    request: GenRequest
+    handle: JobHandle
+    stream: bool
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class JobContext:
+    """Handed to the job's handler: generate through the shared batcher, publish early results."""
+
+    def __init__(self, runner: "Runner", handle: JobHandle) -> None:
+        self._runner, self.handle, self.job = runner, handle, handle.job
+
+    @property
+    def cancelled(self) -> bool:
+        return self.handle.cancel_requested
+
+    def check_cancelled(self) -> None:
+        if self.cancelled:
+            raise Cancelled("the job was cancelled")
+
+    async def generate(self, text: str, settings: GenerationSettings, *, stream: bool = True) -> str:
+        """Generate in a batch with other channels' jobs; streamed text reaches the handle."""
+        self.check_cancelled()
+        result = await self._runner._generate(_GenSlot(GenRequest(text, settings), self.handle, stream))
+        self.check_cancelled()
+        return result
+
+    def restart_stream(self) -> None:
+        self.handle._reset_text()
+
+    def resolve(self, result: Any) -> None:
+        """Answer the submitter now; the handler may go on (a summary) while the channel waits."""
+        self.handle._finish(result)
+
+
+Handler = Callable[[Job, JobContext], Awaitable[Any]]
+
+
+class Runner:
+    def __init__(
+        self, handler: Handler, text_worker: ModelWorker[TextBackend], *, batch_size: int = 4,
+        batch_wait_ms: int = 20, max_pending_per_channel: int = 8, max_pending_total: int = 64,
+        job_timeout_s: float = 600.0,
+    ) -> None:
+        self._handler, self._worker = handler, text_worker
+        self.batch_size, self._batch_wait = batch_size, batch_wait_ms / 1000
+        self._max_channel, self._max_total, self._timeout = max_pending_per_channel, max_pending_total, job_timeout_s
+        self._waiting: dict[int, deque[JobHandle]] = {}
+        self._rotation: deque[int] = deque()  # channels with waiting jobs, in round-robin order
+        self._running: dict[int, asyncio.Task] = {}
+        self._gen_pending: list[_GenSlot] = []
+        self._wake_scheduler = asyncio.Event()
+        self._wake_batcher = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._closing = False
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._schedule(), name="runner-scheduler"),
+            asyncio.create_task(self._batch(), name="runner-batcher"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._on_loop_exit)
+
+    # --- submitting ---
+    def submit(self, job: Job) -> JobHandle:
+        if self._closing:
+            raise Unavailable("the Dungeon Master is shutting down")
+        queue = self._waiting.setdefault(job.channel_id, deque())
+        if len(queue) >= self._max_channel:
+            raise Busy(f"this channel already has {len(queue)} jobs waiting; try again in a moment", len(queue))
+        total = self.queue_length()
+        if total >= self._max_total:
+            raise Busy(f"the Dungeon Master is busy with {total} waiting jobs; try again soon", total)
+        handle = JobHandle(job, self._position)
+        queue.append(handle)
+        if job.channel_id not in self._rotation:
+            self._rotation.append(job.channel_id)
+        self._wake_scheduler.set()
+        return handle
+
+    def queue_length(self, channel_id: int | None = None) -> int:
+        if channel_id is not None:
+            return len(self._waiting.get(channel_id, ()))
+        return sum(len(q) for q in self._waiting.values())
+
+    def running_channels(self) -> set[int]:
+        return set(self._running)
+
+    def _position(self, handle: JobHandle) -> int:
+        queue = self._waiting.get(handle.job.channel_id, deque())
+        ahead = queue.index(handle) if handle in queue else 0
+        return ahead + (1 if handle.job.channel_id in self._running else 0)
+
+    def cancel_channel(self, channel_id: int) -> int:
+        """Cancel every job of a channel (its campaign was reset or ended); returns how many."""
+        handles = list(self._waiting.pop(channel_id, ()))
+        for handle in handles:
+            handle.cancel()
+            handle._fail_cancelled()
+        if channel_id in self._rotation:
+            self._rotation.remove(channel_id)
+        task = self._running.get(channel_id)
+        if task is not None:
+            getattr(task, "handle").cancel()
+        return len(handles) + (task is not None)
+
+    # --- scheduling ---
+    async def _schedule(self) -> None:
+        while True:
+            await self._wake_scheduler.wait()
+            self._wake_scheduler.clear()
+            self._start_ready_jobs()
+
+    def _start_ready_jobs(self) -> None:
+        for _ in range(len(self._rotation)):
+            if len(self._running) >= self.batch_size:
+                return
+            channel = self._rotation.popleft()
+            queue = self._waiting.get(channel)
+            if channel in self._running:
+                self._rotation.append(channel)
+                continue
+            while queue and queue[0].cancel_requested:
+                queue.popleft()._fail_cancelled()
+            if not queue:
+                self._waiting.pop(channel, None)
+                continue
+            handle = queue.popleft()
+            if queue:
+                self._rotation.append(channel)
+            else:
+                self._waiting.pop(channel, None)
+            task = asyncio.create_task(self._run(handle), name=f"job-{handle.job.request_id}")
+            task.handle = handle  # type: ignore[attr-defined]
+            self._running[channel] = task
+
+    async def _run(self, handle: JobHandle) -> None:
+        handle.started = True
+        handle._changed.set()
+        try:
+            if handle.cancel_requested:
+                raise Cancelled("the job was cancelled")
+            handle._finish(await self._handler(handle.job, JobContext(self, handle)))
+        except asyncio.CancelledError:
+            handle._fail_cancelled()
+            raise
+        except Exception as exc:
+            if not isinstance(exc, (Cancelled, Unavailable, Busy)):
+                log.exception("job %s (%s) failed", handle.job.request_id, handle.job.kind)
+            handle._finish(error=exc)
+        finally:
+            self._running.pop(handle.job.channel_id, None)
+            self._wake_scheduler.set()
+
+    # --- batching generate calls ---
+    async def _generate(self, slot: _GenSlot) -> str:
+        self._gen_pending.append(slot)
+        self._wake_batcher.set()
+        return await slot.future
+
+    async def _batch(self) -> None:
+        while True:
+            await self._wake_batcher.wait()
+            self._wake_batcher.clear()
+            await self._gather()
+            while self._gen_pending:
+                slots, self._gen_pending = self._gen_pending[: self.batch_size], self._gen_pending[self.batch_size :]
+                await self._run_batch([s for s in slots if not self._drop_cancelled(s)])
+
+    async def _gather(self) -> None:
+        """Wait a moment for the other running jobs' requests, so they share one call."""
+        deadline = asyncio.get_running_loop().time() + self._batch_wait
+        while len(self._gen_pending) < min(self.batch_size, len(self._running)):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wake_batcher.wait(), left)
+            except asyncio.TimeoutError:
+                return
+            self._wake_batcher.clear()
+
+    @staticmethod
+    def _drop_cancelled(slot: _GenSlot) -> bool:
+        if slot.handle.cancel_requested and not slot.future.done():
+            slot.future.set_exception(Cancelled("the job was cancelled"))
+        return slot.future.done()
+
+    async def _run_batch(self, slots: list[_GenSlot]) -> None:
+        if not slots:
+            return
+        backend = self._worker.model
+        groups = [slots] if backend is None or backend.can_batch else [[s] for s in slots]
+        for group in groups:
+            await self._call_backend(group)
+
+    async def _call_backend(self, slots: list[_GenSlot]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_token(i: int, piece: str) -> None:  # worker thread
+            if slots[i].stream:
+                loop.call_soon_threadsafe(slots[i].handle._append, piece)
+
+        def should_stop(i: int) -> bool:  # worker thread; reading a bool is safe
+            return slots[i].handle.cancel_requested
+
+        requests = [s.request for s in slots]
+        try:
+            texts = await self._worker.call(
+                lambda backend: backend.generate_batch(requests, on_token, should_stop), timeout=self._timeout
+            )
+        except Exception as exc:  # fails exactly the jobs in this call
+            for slot in slots:
+                if not slot.future.done():
+                    slot.future.set_exception(exc)
+            return
+        for slot, text in zip(slots, texts):
+            if not slot.future.done():
+                slot.future.set_result(text)
+
+    # --- lifecycle ---
+    def _on_loop_exit(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("runner loop %s died", task.get_name(), exc_info=task.exception())
+            self._fail_everything(Unavailable("the job runner stopped unexpectedly"))
+
+    def _fail_everything(self, error: Exception) -> None:
+        self._closing = True
+        for queue in self._waiting.values():
+            for handle in queue:
+                handle._finish(error=error)
+        self._waiting.clear()
+        self._rotation.clear()
+        for slot in self._gen_pending:
+            if not slot.future.done():
+                slot.future.set_exception(error)
+        self._gen_pending.clear()
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting, cancel waiting jobs, let running ones finish (cancelled after timeout)."""
+        self._closing = True
+        for channel in list(self._waiting):
+            for handle in self._waiting.pop(channel):
+                handle._finish(error=Unavailable("the Dungeon Master is shutting down"))
+        self._rotation.clear()
+        running = list(self._running.values())
+        if running:
+            _, late = await asyncio.wait(running, timeout=timeout)
+            for task in late:
+                getattr(task, "handle").cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
+            for task in late:
+                task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

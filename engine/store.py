@@ -1,0 +1,437 @@
+"""The campaign store: campaigns, pending actions, turns and memories (with vectors) in SQLite.
+
+One aiosqlite connection in autocommit mode; each write is an explicit BEGIN IMMEDIATE transaction.
+Reads take the same asyncio.Lock as writes: on one shared connection, a read slipping in between
+the statements of another coroutine's transaction would see its uncommitted rows.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Sequence
+
+import aiosqlite
+import numpy as np
+
+from engine.errors import BadInput
+from engine.migrations import apply_migrations
+
+log = logging.getLogger(__name__)
+
+_CAMPAIGN_COLUMNS = "id, channel_id, name, premise, style, language, settings, active, created"
+_ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id"
+_TURN_COLUMNS = "id, campaign_id, number, narration, created"
+_MEMORY_COLUMNS = (
+    "id, campaign_id, kind, text, vector, embedder, turn_from, turn_to, pinned, created"
+)
+_IDS = "(SELECT value FROM json_each(?))"  # a list of ids as one JSON parameter, any length
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: int
+    channel_id: int
+    name: str
+    premise: str
+    style: str
+    language: str
+    settings: dict
+    active: bool
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    id: int
+    campaign_id: int
+    author_id: int
+    author_name: str
+    text: str
+    created: float
+    turn_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    id: int
+    campaign_id: int
+    number: int
+    narration: str
+    actions: tuple[Action, ...]
+    created: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NewMemory:
+    kind: str  # "exact", "summary" or "fact"
+    text: str
+    vector: np.ndarray | None
+    embedder: str
+    turn_from: int | None = None  # turn numbers; None in commit_turn means "this turn"
+    turn_to: int | None = None
+    pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Memory:
+    id: int
+    campaign_id: int
+    kind: str
+    text: str
+    vector: np.ndarray | None
+    embedder: str
+    turn_from: int | None
+    turn_to: int | None
+    pinned: bool
+    created: float
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _campaign(row: Sequence[Any]) -> Campaign:
+    return Campaign(*row[:6], json.loads(row[6]), bool(row[7]), row[8])
+
+
+def _memory(row: Sequence[Any]) -> Memory:
+    vector = None if row[4] is None else np.frombuffer(row[4], dtype=np.float32)
+    return Memory(*row[:4], vector, *row[5:8], bool(row[8]), row[9])
+
+
+def _vector_blob(vector: np.ndarray | None) -> tuple[bytes | None, int | None]:
+    if vector is None:
+        return None, None
+    array = np.asarray(vector, dtype=np.float32)
+    if array.ndim != 1:
+        raise ValueError(f"a memory vector must be one-dimensional, not of shape {array.shape}")
+    return array.tobytes(), int(array.shape[0])
+
+
+class Store:
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = asyncio.Lock()
+        # Called with a campaign id after a commit that added or removed memories.
+        self.on_memory_change: Callable[[int], None] | None = None
+
+    @classmethod
+    async def open(cls, path: str) -> Store:
+        file = Path(path).expanduser()
+        file.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(file), isolation_level=None)
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute("PRAGMA busy_timeout = 5000")
+            await apply_migrations(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, str(file))
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._conn.close()
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                await self._conn.commit()
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._conn.rollback()
+                raise
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._lock:
+            return list(await self._conn.execute_fetchall(sql, params))
+
+    async def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return (await self._rows(sql, params))[0][0]
+
+    def _memories_changed(self, campaign_id: int) -> None:
+        if self.on_memory_change is None:
+            return
+        try:
+            self.on_memory_change(campaign_id)
+        except Exception:  # the commit stands; a broken listener must not fail the caller
+            log.exception("on_memory_change failed for campaign %d", campaign_id)
+
+    # ----- campaigns -----
+
+    async def _campaign_where(self, where: str, params: Sequence[Any]) -> Campaign | None:
+        rows = await self._rows(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE {where}", params)
+        return _campaign(rows[0]) if rows else None
+
+    async def create_campaign(self, channel_id: int, name: str, premise: str = "", style: str = "",
+                              language: str = "en", settings: dict | None = None) -> Campaign:
+        name = name.strip()
+        if not name:
+            raise BadInput("a campaign needs a name")
+        async with self._write() as conn:
+            running = await conn.execute_fetchall(
+                "SELECT name FROM campaigns WHERE channel_id = ? AND active = 1", (channel_id,))
+            if running:
+                raise BadInput(f"this channel already has a campaign running: {running[0][0]}")
+            cursor = await conn.execute(
+                "INSERT INTO campaigns (channel_id, name, premise, style, language, settings,"
+                " active, created) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                (channel_id, name, premise, style, language, json.dumps(settings or {}),
+                 time.time()))
+        return await self.get_campaign(cursor.lastrowid)
+
+    async def get_campaign(self, campaign_id: int) -> Campaign | None:
+        return await self._campaign_where("id = ?", (campaign_id,))
+
+    async def campaign_for_channel(self, channel_id: int) -> Campaign | None:
+        return await self._campaign_where("channel_id = ? AND active = 1", (channel_id,))
+
+    async def campaign_by_name(self, name: str) -> Campaign | None:
+        """The newest active campaign with that name (compared case-insensitively)."""
+        return await self._campaign_where(
+            "name = ? COLLATE NOCASE AND active = 1 ORDER BY id DESC LIMIT 1", (name.strip(),))
+
+    async def list_campaigns(self) -> list[Campaign]:
+        rows = await self._rows(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id")
+        return [_campaign(row) for row in rows]
+
+    async def update_campaign(self, campaign_id: int, *, premise: str | None = None,
+                              style: str | None = None, language: str | None = None,
+                              settings: dict | None = None) -> Campaign:
+        """Change only the fields given; settings, when given, replaces the whole dict."""
+        changes = {"premise": premise, "style": style, "language": language,
+                   "settings": None if settings is None else json.dumps(settings)}
+        changes = {column: value for column, value in changes.items() if value is not None}
+        async with self._write() as conn:
+            assignments = ", ".join(f"{column} = ?" for column in changes) or "id = id"
+            cursor = await conn.execute(f"UPDATE campaigns SET {assignments} WHERE id = ?",
+                                        (*changes.values(), campaign_id))
+            if cursor.rowcount == 0:
+                raise BadInput(f"there is no campaign {campaign_id}")
+        return await self.get_campaign(campaign_id)
+
+    async def end_campaign(self, campaign_id: int) -> None:
+        """Mark the campaign inactive; its turns and memories are kept."""
+        async with self._write() as conn:
+            cursor = await conn.execute("UPDATE campaigns SET active = 0 WHERE id = ?",
+                                        (campaign_id,))
+            if cursor.rowcount == 0:
+                raise BadInput(f"there is no campaign {campaign_id}")
+
+    # ----- actions -----
+
+    async def add_action(self, campaign_id: int, author_id: int, author_name: str,
+                         text: str) -> Action:
+        created = time.time()
+        async with self._write() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO actions (campaign_id, author_id, author_name, text, created)"
+                " VALUES (?, ?, ?, ?, ?)", (campaign_id, author_id, author_name, text, created))
+        return Action(cursor.lastrowid, campaign_id, author_id, author_name, text, created, None)
+
+    async def pending_actions(self, campaign_id: int) -> list[Action]:
+        rows = await self._rows(
+            f"SELECT {_ACTION_COLUMNS} FROM actions WHERE campaign_id = ? AND turn_id IS NULL"
+            " ORDER BY id", (campaign_id,))
+        return [Action(*row) for row in rows]
+
+    async def delete_action(self, action_id: int) -> bool:
+        """Withdraw a pending action; an action already part of a turn is kept."""
+        async with self._write() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM actions WHERE id = ? AND turn_id IS NULL", (action_id,))
+        return cursor.rowcount > 0
+
+    # ----- turns -----
+
+    async def _turns(self, conn: aiosqlite.Connection, where: str,
+                     params: Sequence[Any]) -> list[Turn]:
+        """Turns matching `where` (ordered by number) with their actions; caller holds the lock."""
+        rows = await conn.execute_fetchall(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE {where} ORDER BY number", params)
+        actions: dict[int, list[Action]] = {row[0]: [] for row in rows}
+        for row in await conn.execute_fetchall(
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE turn_id IN {_IDS} ORDER BY id",
+                (json.dumps(list(actions)),)):
+            actions[row[6]].append(Action(*row))
+        return [Turn(*row[:4], tuple(actions[row[0]]), row[4]) for row in rows]
+
+    async def commit_turn(self, campaign_id: int, action_ids: Sequence[int], narration: str,
+                          memories: Sequence[NewMemory] = ()) -> tuple[Turn, list[Memory]]:
+        """Insert the next turn, consume its pending actions and add its memories, atomically.
+
+        Memories without a turn range get this turn's number. If any action is no longer pending
+        in this campaign, nothing is saved and BadInput is raised.
+        """
+        ids = list(dict.fromkeys(int(i) for i in action_ids))
+        async with self._write() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO turns (campaign_id, number, narration, created) SELECT ?,"
+                " COALESCE(MAX(number), 0) + 1, ?, ? FROM turns WHERE campaign_id = ?",
+                (campaign_id, narration, time.time(), campaign_id))
+            turn_id = cursor.lastrowid
+            cursor = await conn.execute(
+                f"UPDATE actions SET turn_id = ? WHERE campaign_id = ? AND turn_id IS NULL"
+                f" AND id IN {_IDS}", (turn_id, campaign_id, json.dumps(ids)))
+            if cursor.rowcount != len(ids):
+                raise BadInput("some of these actions are not pending any more; turn not saved")
+            (turn,) = await self._turns(conn, "id = ?", (turn_id,))
+            added = await self._insert_memories(conn, campaign_id, memories, turn.number)
+        if added:
+            self._memories_changed(campaign_id)
+        return turn, added
+
+    async def replace_narration(self, turn_id: int, narration: str,
+                                memories: Sequence[NewMemory] = ()) -> tuple[Turn, list[Memory]]:
+        """For a retry: new narration, and this turn's own exact memories swapped for new ones."""
+        async with self._write() as conn:
+            cursor = await conn.execute(
+                "UPDATE turns SET narration = ? WHERE id = ?", (narration, turn_id))
+            if cursor.rowcount == 0:
+                raise BadInput(f"there is no turn {turn_id}")
+            (turn,) = await self._turns(conn, "id = ?", (turn_id,))
+            cursor = await conn.execute(
+                "DELETE FROM memories WHERE campaign_id = ? AND kind = 'exact'"
+                " AND turn_from = ? AND turn_to = ?", (turn.campaign_id, turn.number, turn.number))
+            removed = cursor.rowcount
+            added = await self._insert_memories(conn, turn.campaign_id, memories, turn.number)
+        if added or removed:
+            self._memories_changed(turn.campaign_id)
+        return turn, added
+
+    async def recent_turns(self, campaign_id: int, limit: int) -> list[Turn]:
+        """The last `limit` turns, oldest first, with their actions."""
+        async with self._lock:
+            return await self._turns(
+                self._conn, "campaign_id = ? AND number > (SELECT COALESCE(MAX(number), 0)"
+                " FROM turns WHERE campaign_id = ?) - ?", (campaign_id, campaign_id, limit))
+
+    async def turns_since(self, campaign_id: int, after_number: int) -> list[Turn]:
+        async with self._lock:
+            return await self._turns(
+                self._conn, "campaign_id = ? AND number > ?", (campaign_id, after_number))
+
+    async def turn_count(self, campaign_id: int) -> int:
+        return await self._value("SELECT COUNT(*) FROM turns WHERE campaign_id = ?", (campaign_id,))
+
+    async def last_turn(self, campaign_id: int) -> Turn | None:
+        turns = await self.recent_turns(campaign_id, 1)
+        return turns[0] if turns else None
+
+    async def undo_last_turn(self, campaign_id: int) -> Turn | None:
+        """Remove the last turn: its actions are pending again; unpinned memories reaching it go."""
+        async with self._write() as conn:
+            turns = await self._turns(
+                conn, "campaign_id = ? AND number = (SELECT MAX(number) FROM turns"
+                " WHERE campaign_id = ?)", (campaign_id, campaign_id))
+            if not turns:
+                return None
+            turn = turns[0]
+            await conn.execute("UPDATE actions SET turn_id = NULL WHERE turn_id = ?", (turn.id,))
+            await conn.execute("DELETE FROM turns WHERE id = ?", (turn.id,))
+            cursor = await conn.execute(
+                "DELETE FROM memories WHERE campaign_id = ? AND turn_to >= ? AND pinned = 0",
+                (campaign_id, turn.number))
+            removed = cursor.rowcount
+        if removed:
+            self._memories_changed(campaign_id)
+        return turn
+
+    # ----- memories -----
+
+    async def _insert_memories(self, conn: aiosqlite.Connection, campaign_id: int,
+                               memories: Sequence[NewMemory], number: int | None) -> list[Memory]:
+        added = []
+        for memory in memories:
+            blob, dim = _vector_blob(memory.vector)
+            turn_from = number if memory.turn_from is None else memory.turn_from
+            turn_to = number if memory.turn_to is None else memory.turn_to
+            created = time.time()
+            cursor = await conn.execute(
+                "INSERT INTO memories (campaign_id, kind, text, content_hash, vector, dim,"
+                " embedder, turn_from, turn_to, pinned, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (campaign_id, memory.kind, memory.text, content_hash(memory.text), blob, dim,
+                 memory.embedder, turn_from, turn_to, int(memory.pinned), created))
+            vector = None if blob is None else np.frombuffer(blob, dtype=np.float32)
+            added.append(Memory(cursor.lastrowid, campaign_id, memory.kind, memory.text, vector,
+                                memory.embedder, turn_from, turn_to, bool(memory.pinned), created))
+        return added
+
+    async def add_memory(self, campaign_id: int, memory: NewMemory) -> Memory:
+        """Add one memory; its turn range is kept as given (None stays None)."""
+        async with self._write() as conn:
+            (added,) = await self._insert_memories(conn, campaign_id, [memory], None)
+        self._memories_changed(campaign_id)
+        return added
+
+    async def memories(self, campaign_id: int, embedder: str | None = None, *,
+                       pinned_only: bool = False) -> list[Memory]:
+        """Pinned ones first, then by id; only that embedder's when one is given."""
+        rows = await self._rows(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE campaign_id = ?"
+            " AND (? IS NULL OR embedder = ?) AND (pinned = 1 OR NOT ?) ORDER BY pinned DESC, id",
+            (campaign_id, embedder, embedder, pinned_only))
+        return [_memory(row) for row in rows]
+
+    async def memory_vectors(self, campaign_id: int, embedder: str) -> tuple[list[int], np.ndarray]:
+        """Ids and an (n, dim) float32 matrix of that embedder's vectors; (0, 0) when none."""
+        rows = await self._rows(
+            "SELECT id, dim, vector FROM memories WHERE campaign_id = ? AND embedder = ?"
+            " AND vector IS NOT NULL ORDER BY id", (campaign_id, embedder))
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        dim = rows[-1][1]
+        if any(row[1] != dim for row in rows):
+            log.warning("campaign %d: embedder %r has vectors of several sizes; keeping size %d",
+                        campaign_id, embedder, dim)
+            rows = [row for row in rows if row[1] == dim]
+        matrix = np.frombuffer(bytearray().join(row[2] for row in rows), dtype=np.float32)
+        return [row[0] for row in rows], matrix.reshape(len(rows), dim)
+
+    async def get_memories(self, ids: Sequence[int]) -> list[Memory]:
+        """Those memories in the order of `ids`; ids that do not exist are skipped."""
+        ids = [int(i) for i in ids]  # numpy integers from an index are welcome too
+        rows = await self._rows(f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE id IN {_IDS}",
+                                (json.dumps(ids),))
+        found = {row[0]: _memory(row) for row in rows}
+        return [found[i] for i in ids if i in found]
+
+    async def delete_memory(self, campaign_id: int, memory_id: int) -> bool:
+        async with self._write() as conn:
+            cursor = await conn.execute("DELETE FROM memories WHERE id = ? AND campaign_id = ?",
+                                        (memory_id, campaign_id))
+        if cursor.rowcount > 0:
+            self._memories_changed(campaign_id)
+        return cursor.rowcount > 0
+
+    async def reset_memory(self, campaign_id: int, keep_pinned: bool = False) -> int:
+        """Delete the campaign's memories (pinned ones too unless keep_pinned); returns how many."""
+        async with self._write() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM memories WHERE campaign_id = ? AND (pinned = 0 OR NOT ?)",
+                (campaign_id, keep_pinned))
+        if cursor.rowcount > 0:
+            self._memories_changed(campaign_id)
+        return cursor.rowcount
+
+    async def memory_count(self, campaign_id: int) -> int:
+        return await self._value(
+            "SELECT COUNT(*) FROM memories WHERE campaign_id = ?", (campaign_id,))
+
+    async def last_summary_turn(self, campaign_id: int) -> int:
+        return await self._value(
+            "SELECT COALESCE(MAX(turn_to), 0) FROM memories"
+            " WHERE campaign_id = ? AND kind = 'summary'", (campaign_id,))

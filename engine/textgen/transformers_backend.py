@@ -1,0 +1,172 @@
+"""The transformers backend: chat or continuation prompts, left-padded batches, per-row streaming."""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Callable, Sequence
+
+from engine.errors import Unavailable
+from engine.generation import GenerationSettings
+from engine.textgen.base import GenRequest, Prompt, StopCheck, TokenSink
+from engine.textgen.models import ModelSource, convert_gguf, resolve_text_model
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, dtype)
+
+
+class _RowStreamer:
+    """A transformers streamer for a whole batch: sends each row's new text as it appears."""
+
+    def __init__(self, tokenizer, rows: list[int], sink: TokenSink, stop_ids: set[int]) -> None:
+        self.tokenizer, self.rows, self.sink, self.stop_ids = tokenizer, rows, sink, stop_ids
+        self.ids: list[list[int]] = [[] for _ in rows]
+        self.sent = [""] * len(rows)
+        self.done = [False] * len(rows)
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # generate() first hands over the prompt itself
+            self.prompt_seen = True
+            return
+        for r, tokens in enumerate(value.reshape(len(self.rows), -1).tolist()):
+            for token in tokens:
+                if self.done[r]:
+                    break
+                if token in self.stop_ids:
+                    self.done[r] = True
+                else:
+                    self.ids[r].append(token)
+            self._flush(r)
+
+    def _flush(self, r: int) -> None:
+        text = self.tokenizer.decode(self.ids[r], skip_special_tokens=True)
+        # Wait for the rest of a multi-byte character, and never send text that decoding took back.
+        if text.endswith("\ufffd") or not text.startswith(self.sent[r]) or text == self.sent[r]:
+            return
+        self.sink(self.rows[r], text[len(self.sent[r]) :])
+        self.sent[r] = text
+
+    def end(self) -> None:
+        pass
+
+
+class TransformersBackend:
+    can_batch = True
+
+    def __init__(self, model, tokenizer, count_tokenizer, name: str) -> None:
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        # A second tokenizer for counting on the event loop: a fast tokenizer in use by generate()
+        # in the worker thread must not be touched from another thread.
+        self._counter = count_tokenizer
+        self.is_chat = bool(getattr(tokenizer, "chat_template", None))
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
+        self.stop_ids = {t for t in [*eos, tokenizer.eos_token_id] if t is not None}
+
+    @classmethod
+    def load(
+        cls, spec: str, *, device: str = "auto", dtype: str = "auto", cache_dir: str = "data/models",
+        progress: Callable[[str], None] = log.info,
+    ) -> "TransformersBackend":
+        source = resolve_text_model(spec)
+        folder = convert_gguf(source, cache_dir, progress) if source.gguf_file else source.location
+        return cls.from_folder(folder, device=device, dtype=dtype, name=source.name, progress=progress)
+
+    @classmethod
+    def from_folder(
+        cls, folder: str, *, device: str = "auto", dtype: str = "auto", name: str | None = None,
+        progress: Callable[[str], None] = log.info,
+    ) -> "TransformersBackend":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = pick_device(device)
+        progress(f"loading text model {name or folder} on {device}")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            counter = AutoTokenizer.from_pretrained(str(folder))
+            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=pick_dtype(dtype, device))
+        except Exception as exc:
+            raise Unavailable(f"cannot load text model {folder}: {type(exc).__name__}: {exc}") from exc
+        model.to(device).eval()
+        return cls(model, tokenizer, counter, name or ModelSource(str(folder)).name)
+
+    def render(self, prompt: Prompt) -> str:
+        if not self.is_chat:
+            return prompt.continuation
+        messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
+        try:
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception:  # some templates (Gemma) refuse a system role: fold it into the user turn
+            merged = [{"role": "user", "content": f"{prompt.system}\n\n{prompt.user}"}]
+            return self.tokenizer.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._counter(text, add_special_tokens=False)["input_ids"])
+
+    def generate_batch(
+        self, requests: Sequence[GenRequest], on_token: TokenSink, should_stop: StopCheck
+    ) -> list[str]:
+        """Requests with equal settings share one left-padded generate call."""
+        groups: dict[GenerationSettings, list[int]] = defaultdict(list)
+        for i, request in enumerate(requests):
+            groups[request.settings].append(i)
+        results = [""] * len(requests)
+        for settings, rows in groups.items():
+            texts = self._generate_rows([requests[i].text for i in rows], settings, rows, on_token, should_stop)
+            for i, text in zip(rows, texts):
+                results[i] = text
+        return results
+
+    def _generate_rows(self, texts, settings: GenerationSettings, rows, on_token, should_stop) -> list[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class StopRows(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                flags = torch.tensor([bool(should_stop(i)) for i in rows], device=input_ids.device)
+                return flags.repeat_interleave(input_ids.shape[0] // len(rows))  # beams share a row
+
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.is_chat)
+        enc = enc.to(self.model.device)
+        kwargs = dict(
+            max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
+            do_sample=settings.do_sample, num_beams=settings.num_beams,
+            repetition_penalty=settings.repetition_penalty, no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList([StopRows()]),
+        )
+        if settings.do_sample:
+            kwargs.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
+        # transformers cannot stream beam search: those requests get their text in one piece at the end.
+        streamer = _RowStreamer(self.tokenizer, rows, on_token, self.stop_ids) if settings.num_beams == 1 else None
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs, streamer=streamer)
+        new = out[:, enc["input_ids"].shape[1] :]
+        results = []
+        for r, ids in enumerate(new.tolist()):
+            cut = next((k for k, t in enumerate(ids) if t in self.stop_ids), len(ids))
+            text = self.tokenizer.decode(ids[:cut], skip_special_tokens=True)
+            sent = streamer.sent[r] if streamer else ""
+            if text.startswith(sent) and text != sent:
+                on_token(rows[r], text[len(sent) :])
+            results.append(text)
+        return results

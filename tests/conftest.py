@@ -1,0 +1,52 @@
+"""Shared fixtures: the bundled models load once per test session; every test gets its own SQLite file.
+
+Helpers live in this folder's modules (tinymodels.py); import them by module name, never as
+`tests.x`: yandexfreetranslate installs a top-level package called `tests` that would shadow ours.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub downloads, ever, in tests
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# Converting the bundled GGUF takes ~20 s: keep the converted copy between test runs.
+MODEL_CACHE = os.environ.get("DM_TEST_MODEL_CACHE", str(ROOT / ".cache" / "models"))
+
+
+@pytest.fixture(scope="session")
+def text_backend():
+    from engine.textgen.transformers_backend import TransformersBackend
+
+    return TransformersBackend.load("bundled:smollm2", device="cpu", cache_dir=MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from engine.embeddings import Embedder
+
+    return Embedder.load("bundled:minilm")
+
+
+@pytest.fixture
+def db_path(tmp_path) -> str:
+    return str(tmp_path / "dm.sqlite3")
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """A real Config for the bundled models, a temp database and the shared model cache."""
+    from bot.config import parse_config
+
+    def make(**sections) -> "object":
+        data = {"storage": {"path": str(tmp_path / "dm.sqlite3")}, "llm": {"cache_dir": MODEL_CACHE}}
+        for name, values in sections.items():
+            data.setdefault(name, {}).update(values)
+        return parse_config(data, "test-config")
+
+    return make

@@ -1,0 +1,339 @@
+"""The campaign store against a real SQLite file: migrations, campaigns, actions, turns, memories."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from engine import migrations
+from engine.errors import BadInput
+from engine.store import NewMemory, Store
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path):
+    store = await Store.open(str(tmp_path / "data" / "campaigns.sqlite3"))
+    yield store
+    await store.close()
+
+
+@pytest_asyncio.fixture
+async def campaign(store):
+    return await store.create_campaign(100, "The Sunken Crown", premise="A drowned kingdom.")
+
+
+def exact(text: str, vector=None, embedder: str = "mini", **kwargs) -> NewMemory:
+    return NewMemory("exact", text, vector, embedder, **kwargs)
+
+
+def raw(path, sql: str, params=()) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+async def snapshot(store: Store, campaign_id: int) -> tuple:
+    turns = await store.recent_turns(campaign_id, 1000)
+    return (
+        [a.id for a in await store.pending_actions(campaign_id)],
+        [(t.number, t.narration, [a.id for a in t.actions]) for t in turns],
+        [(m.id, m.kind, m.text, m.turn_from, m.turn_to) for m in await store.memories(campaign_id)],
+    )
+
+
+async def test_migrations_applied_and_reopen_keeps_data(tmp_path, monkeypatch):
+    path = str(tmp_path / "nested" / "folder" / "db.sqlite3")
+    store = await Store.open(path)
+    created = await store.create_campaign(1, "Alpha", settings={"summarize_every": 4})
+    await store.add_action(created.id, 7, "Ann", "I open the door.")
+    await store.close()
+    assert raw(path, "PRAGMA user_version") == [(len(migrations.MIGRATIONS),)]
+    assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+
+    # A new migration is applied once; re-opening again does not re-run it (it would fail).
+    extra = "CREATE TABLE pictures (id INTEGER PRIMARY KEY, url TEXT NOT NULL);"
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, extra))
+    for _ in range(2):
+        store = await Store.open(path)
+        assert await store.get_campaign(created.id) == created
+        assert [a.text for a in await store.pending_actions(created.id)] == ["I open the door."]
+        await store.close()
+    assert raw(path, "PRAGMA user_version") == [(len(migrations.MIGRATIONS),)]
+
+
+async def test_failing_migration_rolls_back_and_keeps_version(tmp_path, monkeypatch):
+    path = str(tmp_path / "db.sqlite3")
+    await (await Store.open(path)).close()
+    version = len(migrations.MIGRATIONS)
+    broken = "CREATE TABLE half (x); CREATE TABLE half (x);"
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, broken))
+    with pytest.raises(sqlite3.OperationalError):
+        await Store.open(path)
+    assert raw(path, "PRAGMA user_version") == [(version,)]
+    assert raw(path, "SELECT name FROM sqlite_master WHERE name = 'half'") == []
+
+
+async def test_one_active_campaign_per_channel(store, tmp_path):
+    first = await store.create_campaign(5, "Alpha", language="fr", settings={"temperature": 0.5})
+    assert first.active and first.settings == {"temperature": 0.5} and first.language == "fr"
+    with pytest.raises(BadInput, match="already has a campaign running: Alpha"):
+        await store.create_campaign(5, "Beta")
+    other = await store.create_campaign(6, "Alpha")
+    assert await store.campaign_for_channel(5) == first
+
+    # The partial unique index holds even for writes that skip the store's own check.
+    with pytest.raises(sqlite3.IntegrityError):
+        raw(store.path, "INSERT INTO campaigns (channel_id, name, created) VALUES (5, 'x', 0)")
+
+    await store.end_campaign(first.id)
+    assert await store.campaign_for_channel(5) is None
+    ended = await store.get_campaign(first.id)
+    assert ended is not None and not ended.active and ended.settings == first.settings
+    second = await store.create_campaign(5, "Beta")
+    assert await store.campaign_for_channel(5) == second
+    assert [c.id for c in await store.list_campaigns()] == [first.id, other.id, second.id]
+    assert (await store.campaign_by_name("alpha")).id == other.id  # the active one, any case
+    assert await store.campaign_by_name("Gamma") is None
+    with pytest.raises(BadInput):
+        await store.create_campaign(7, "   ")
+
+
+async def test_update_campaign_changes_only_given_fields(store, campaign):
+    updated = await store.update_campaign(campaign.id, style="grim", settings={"top_k": 10})
+    assert (updated.premise, updated.style, updated.settings) == ("A drowned kingdom.", "grim",
+                                                                  {"top_k": 10})
+    assert await store.get_campaign(campaign.id) == updated
+    assert await store.update_campaign(campaign.id) == updated
+    with pytest.raises(BadInput):
+        await store.update_campaign(9999, style="x")
+
+
+async def test_actions_pending_in_insertion_order(store, campaign):
+    texts = ["I draw my sword.", "I hide.", "I cast light.", "I wait."]
+    added = [await store.add_action(campaign.id, i, f"p{i}", t) for i, t in enumerate(texts)]
+    assert added[0].turn_id is None
+    assert await store.pending_actions(campaign.id) == added
+    assert await store.delete_action(added[1].id)
+    assert not await store.delete_action(added[1].id)
+    assert [a.text for a in await store.pending_actions(campaign.id)] == [
+        "I draw my sword.", "I cast light.", "I wait."]
+
+
+async def test_commit_turn_consumes_actions_and_adds_memories(store, campaign):
+    a = await store.add_action(campaign.id, 1, "Ann", "I pick the lock.")
+    b = await store.add_action(campaign.id, 2, "Bob", "I keep watch.")
+    late = await store.add_action(campaign.id, 3, "Cy", "I arrive late.")
+    turn, added = await store.commit_turn(
+        campaign.id, [a.id, b.id], "The lock clicks open.",
+        [exact("Ann picks the lock."), NewMemory("summary", "Arc so far", None, "", 0, 5)])
+    assert turn.number == 1 and turn.narration == "The lock clicks open."
+    assert [x.id for x in turn.actions] == [a.id, b.id]
+    assert all(x.turn_id == turn.id for x in turn.actions)
+    assert [(m.turn_from, m.turn_to) for m in added] == [(1, 1), (0, 5)]
+    assert await store.pending_actions(campaign.id) == [late]
+
+    turn2, none = await store.commit_turn(campaign.id, [late.id], "Cy joins.")
+    assert (turn2.number, none) == (2, [])
+    assert await store.turn_count(campaign.id) == 2
+    assert await store.last_turn(campaign.id) == turn2
+    assert await store.recent_turns(campaign.id, 1) == [turn2]
+    assert await store.recent_turns(campaign.id, 10) == [turn, turn2]
+    assert await store.turns_since(campaign.id, 1) == [turn2]
+    assert await store.turns_since(campaign.id, 0) == [turn, turn2]
+    assert await store.last_summary_turn(campaign.id) == 5
+
+    # Turn numbers count per campaign.
+    other = await store.create_campaign(200, "Elsewhere")
+    assert (await store.commit_turn(other.id, [], "Opening."))[0].number == 1
+
+
+async def test_commit_turn_failure_mid_transaction_changes_nothing(store, campaign):
+    a = await store.add_action(campaign.id, 1, "Ann", "I jump.")
+    b = await store.add_action(campaign.id, 2, "Bob", "I duck.")
+    await store.add_memory(campaign.id, NewMemory("fact", "The king is dead.", None, "", pinned=True))
+    before = await snapshot(store, campaign.id)
+
+    # The second memory breaks the kind CHECK after the turn, actions and first memory were written.
+    bad = [exact("fine"), NewMemory("gossip", "nope", None, "")]
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.commit_turn(campaign.id, [a.id, b.id], "Narration", bad)
+    assert await snapshot(store, campaign.id) == before
+
+    # An action that is not pending (unknown, or of another campaign) aborts the whole turn.
+    other = await store.create_campaign(300, "Other")
+    foreign = await store.add_action(other.id, 9, "Zed", "Hi.")
+    for ids in ([a.id, 999_999], [a.id, foreign.id]):
+        with pytest.raises(BadInput):
+            await store.commit_turn(campaign.id, ids, "Narration", [exact("m")])
+        assert await snapshot(store, campaign.id) == before
+    assert await store.pending_actions(other.id) == [foreign]
+
+    # A retried turn must not consume the same actions twice.
+    turn, _ = await store.commit_turn(campaign.id, [a.id, b.id], "Once.", [exact("once")])
+    after = await snapshot(store, campaign.id)
+    with pytest.raises(BadInput):
+        await store.commit_turn(campaign.id, [a.id, b.id], "Twice.", [exact("twice")])
+    assert await snapshot(store, campaign.id) == after
+    assert await store.turn_count(campaign.id) == 1
+
+
+async def test_concurrent_commits_of_the_same_actions_only_one_wins(store, campaign):
+    a = await store.add_action(campaign.id, 1, "Ann", "Go.")
+    results = await asyncio.gather(
+        *(store.commit_turn(campaign.id, [a.id], f"take {i}", [exact(f"m{i}")]) for i in range(5)),
+        return_exceptions=True)
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, BadInput) for r in results if isinstance(r, Exception))
+    assert await store.turn_count(campaign.id) == 1 and await store.memory_count(campaign.id) == 1
+
+
+async def test_undo_returns_actions_and_drops_the_turns_memories(store, campaign):
+    a = await store.add_action(campaign.id, 1, "Ann", "first")
+    turn1, _ = await store.commit_turn(campaign.id, [a.id], "One.", [exact("turn one")])
+    b = await store.add_action(campaign.id, 1, "Ann", "second")
+    c = await store.add_action(campaign.id, 2, "Bob", "third")
+    turn2, _ = await store.commit_turn(campaign.id, [b.id, c.id], "Two.", [
+        exact("turn two"),
+        NewMemory("summary", "turns one and two", None, "", 1, 2),
+        NewMemory("fact", "the password is swordfish", None, "", pinned=True),
+    ])
+    d = await store.add_action(campaign.id, 3, "Cy", "fourth, still pending")
+
+    removed = await store.undo_last_turn(campaign.id)
+    assert removed == turn2
+    assert [x.id for x in await store.pending_actions(campaign.id)] == [b.id, c.id, d.id]
+    assert [m.text for m in await store.memories(campaign.id)] == [
+        "the password is swordfish", "turn one"]
+    assert await store.turn_count(campaign.id) == 1
+    assert await store.last_turn(campaign.id) == turn1
+
+    redo, _ = await store.commit_turn(campaign.id, [b.id, c.id], "Two again.")
+    assert redo.number == 2
+    assert await store.undo_last_turn(campaign.id) == redo
+    assert await store.undo_last_turn(campaign.id) == turn1
+    assert await store.undo_last_turn(campaign.id) is None
+    assert [x.id for x in await store.pending_actions(campaign.id)] == [a.id, b.id, c.id, d.id]
+    assert [m.text for m in await store.memories(campaign.id)] == ["the password is swordfish"]
+
+
+async def test_replace_narration_swaps_only_this_turns_exact_memories(store, campaign):
+    await store.commit_turn(campaign.id, [], "One.", [exact("turn one")])
+    turn2, _ = await store.commit_turn(campaign.id, [], "Two.", [
+        exact("old two a"), exact("old two b"),
+        NewMemory("summary", "summary of two", None, ""),
+        exact("spans one-two", turn_from=1, turn_to=2),
+    ])
+    turn, added = await store.replace_narration(turn2.id, "Two, retold.", [exact("new two")])
+    assert (turn.id, turn.number, turn.narration) == (turn2.id, 2, "Two, retold.")
+    assert [(m.text, m.turn_from, m.turn_to) for m in added] == [("new two", 2, 2)]
+    assert sorted(m.text for m in await store.memories(campaign.id)) == [
+        "new two", "spans one-two", "summary of two", "turn one"]
+    assert (await store.last_turn(campaign.id)).narration == "Two, retold."
+    with pytest.raises(BadInput):
+        await store.replace_narration(999_999, "x")
+
+
+async def test_reset_memory_is_one_transaction(store, campaign):
+    other = await store.create_campaign(400, "Other")
+    await store.add_memory(other.id, exact("other campaign"))
+    for i in range(5):
+        await store.add_memory(campaign.id, exact(f"m{i}", pinned=i == 0))
+    statements: list[str] = []
+    await store._conn.set_trace_callback(statements.append)
+    assert await store.reset_memory(campaign.id, keep_pinned=True) == 4
+    await store._conn.set_trace_callback(None)
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    assert sum(s.startswith("DELETE") for s in statements) == 1
+    assert [m.text for m in await store.memories(campaign.id)] == ["m0"]
+    assert await store.reset_memory(campaign.id) == 1
+    assert await store.memory_count(campaign.id) == 0
+    assert await store.memory_count(other.id) == 1
+
+
+async def test_vectors_round_trip_and_embedders_do_not_mix(store, campaign):
+    rng = np.random.default_rng(3)
+    mini = rng.standard_normal((3, 8)).astype(np.float32)
+    mini[0, :3] = [np.float32(1e-38), np.float32(-0.0), np.float32(3.4e38)]
+    big = rng.standard_normal((2, 16))  # float64 in, float32 stored
+    ids_mini = [(await store.add_memory(campaign.id, exact(f"m{i}", v, "mini"))).id
+                for i, v in enumerate(mini)]
+    ids_big = [(await store.add_memory(campaign.id, exact(f"b{i}", v, "big"))).id
+               for i, v in enumerate(big)]
+    await store.add_memory(campaign.id, exact("no vector", None, "mini"))
+
+    ids, matrix = await store.memory_vectors(campaign.id, "mini")
+    assert ids == ids_mini and matrix.dtype == np.float32 and matrix.shape == (3, 8)
+    assert matrix.tobytes() == mini.tobytes()
+    ids, matrix = await store.memory_vectors(campaign.id, "big")
+    assert ids == ids_big and np.array_equal(matrix, big.astype(np.float32))
+    ids, matrix = await store.memory_vectors(campaign.id, "unknown")
+    assert ids == [] and matrix.shape == (0, 0) and matrix.dtype == np.float32
+
+    stored = await store.memories(campaign.id, embedder="mini")
+    assert [m.text for m in stored] == ["m0", "m1", "m2", "no vector"]
+    assert stored[0].vector.dtype == np.float32 and stored[0].vector.tobytes() == mini[0].tobytes()
+    assert stored[-1].vector is None
+    got = await store.get_memories(np.array([ids_big[1], 999_999, ids_mini[2]]))
+    assert [m.text for m in got] == ["b1", "m2"]
+    assert raw(store.path, "SELECT content_hash, dim FROM memories WHERE id = ?", (ids_mini[1],)) == [
+        (hashlib.sha256(b"m1").hexdigest(), 8)]
+    with pytest.raises(ValueError):
+        await store.add_memory(campaign.id, exact("matrix", np.zeros((2, 2)), "mini"))
+
+
+async def test_memories_pinned_first_delete_and_last_summary(store, campaign):
+    one = await store.add_memory(campaign.id, exact("plain"))
+    pinned = await store.add_memory(campaign.id, NewMemory("fact", "pinned", None, "", pinned=True))
+    assert (one.turn_from, one.turn_to) == (None, None)
+    assert [m.id for m in await store.memories(campaign.id)] == [pinned.id, one.id]
+    assert await store.last_summary_turn(campaign.id) == 0
+    await store.add_memory(campaign.id, NewMemory("summary", "s", None, "", 1, 6))
+    await store.add_memory(campaign.id, NewMemory("summary", "s", None, "", 7, 12))
+    assert await store.last_summary_turn(campaign.id) == 12
+    other = await store.create_campaign(500, "Other")
+    assert not await store.delete_memory(other.id, one.id)  # not that campaign's
+    assert await store.delete_memory(campaign.id, one.id)
+    assert not await store.delete_memory(campaign.id, one.id)
+    assert await store.memory_count(campaign.id) == 3
+
+
+async def test_on_memory_change_called_after_memory_commits(store, campaign):
+    calls: list[int] = []
+    store.on_memory_change = calls.append
+    a = await store.add_action(campaign.id, 1, "Ann", "x")
+    await store.commit_turn(campaign.id, [a.id], "No memories.")
+    assert calls == []
+    turn, _ = await store.commit_turn(campaign.id, [], "With.", [exact("t2")])
+    memory = await store.add_memory(campaign.id, exact("loose"))
+    await store.replace_narration(turn.id, "Retold.", [exact("t2b")])
+    await store.delete_memory(campaign.id, memory.id)
+    await store.undo_last_turn(campaign.id)
+    await store.add_memory(campaign.id, exact("again"))
+    await store.reset_memory(campaign.id)
+    assert calls == [campaign.id] * 7
+    assert await store.reset_memory(campaign.id) == 0 and len(calls) == 7  # nothing removed
+
+    def broken(campaign_id: int) -> None:
+        raise RuntimeError("listener bug")
+
+    store.on_memory_change = broken
+    assert (await store.add_memory(campaign.id, exact("still saved"))).id
+    assert await store.memory_count(campaign.id) == 1
+
+
+async def test_concurrent_add_action_all_stored(store, campaign):
+    async def player(i: int):
+        return await store.add_action(campaign.id, i, f"p{i}", f"action {i}")
+
+    readers = [store.pending_actions(campaign.id) for _ in range(20)]
+    results = await asyncio.gather(*(player(i) for i in range(200)), *readers)
+    added = results[:200]
+    assert len({a.id for a in added}) == 200
+    pending = await store.pending_actions(campaign.id)
+    assert sorted(a.text for a in pending) == sorted(f"action {i}" for i in range(200))
+    assert [a.id for a in pending] == sorted(a.id for a in added)
