@@ -55,14 +55,21 @@ def text_loader(config: Config, progress: Progress) -> Callable[[], TextBackend]
     )
 
 
-async def build_services(config: Config, progress: Progress = log.info) -> Services:
-    """Open the store, load the models (in their own threads, at the same time) and start the runner."""
+async def build_services(
+    config: Config, progress: Progress = log.info, *, text_model: TextBackend | None = None,
+    embed_model: Embedder | None = None,
+) -> Services:
+    """Open the store, load the models (in their own threads, at the same time) and start the runner.
+
+    Tests and benchmarks may hand in models they loaded already; everything else is built here.
+    """
     mem = config.memory
     store = await Store.open(config.storage.path)
     workers: list[ModelWorker] = []
     try:
-        text = ModelWorker("text", text_loader(config, progress))
-        embedder = ModelWorker("embedder", lambda: Embedder.load(mem.embedder, device=pick_device(config.llm.device)))
+        text = ModelWorker("text", (lambda: text_model) if text_model else text_loader(config, progress))
+        embedder = ModelWorker("embedder", (lambda: embed_model) if embed_model else (
+            lambda: Embedder.load(mem.embedder, device=pick_device(config.llm.device))))
         workers = [text, embedder]
         summarizer = None
         if mem.summarizer:

@@ -36,24 +36,43 @@ def summary_settings(max_tokens: int) -> GenerationSettings:
     return GenerationSettings(max_new_tokens=max_tokens, do_sample=False, repetition_penalty=1.1)
 
 
+class Seq2SeqSummarizer:
+    """What pipeline("summarization") did, which transformers 5 removed: a seq2seq model's generate."""
+
+    def __init__(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        # A tokenizer without a known length says "very large": the model's positions are the limit.
+        self.max_input = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 1 << 30))
+
+    def __call__(self, text: str, max_new_tokens: int, truncation: bool = True) -> list[dict[str, str]]:
+        import torch
+
+        enc = self.tokenizer([text], return_tensors="pt", truncation=truncation, max_length=self.max_input)
+        with torch.inference_mode():
+            out = self.model.generate(**enc.to(self.model.device), max_new_tokens=max_new_tokens)
+        return [{"summary_text": self.tokenizer.decode(out[0], skip_special_tokens=True)}]
+
+
 class PipelineSummarizer:
-    """A transformers `summarization` pipeline; runs inside a ModelWorker thread."""
+    """A summarization model (a BART, like the seed's); runs inside a ModelWorker thread."""
 
     def __init__(self, pipe, max_tokens: int) -> None:
         self.pipe, self.max_tokens = pipe, max_tokens
 
     @classmethod
     def load(cls, model: str, max_tokens: int, device: str = "cpu") -> "PipelineSummarizer":
-        from transformers import pipeline
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-        if not Path(model).expanduser().is_dir() and model.count("/") != 1:
+        path = Path(model).expanduser()
+        if not path.is_dir() and (model.startswith((".", "/", "~")) or model.count("/") != 1):
             raise Unavailable(f"summarizer model not found: {model}")
+        location = str(path) if path.is_dir() else model
         try:
-            pipe = pipeline("summarization", model=str(Path(model).expanduser()) if Path(model).expanduser().is_dir() else model,
-                            device=-1 if device == "cpu" else device)
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            seq2seq = AutoModelForSeq2SeqLM.from_pretrained(location)
         except Exception as exc:
             raise Unavailable(f"cannot load summarizer {model}: {type(exc).__name__}: {exc}") from exc
-        return cls(pipe, max_tokens)
+        return cls(Seq2SeqSummarizer(seq2seq.to(device).eval(), tokenizer), max_tokens)
 
     def summarize(self, text: str) -> str:
         out = self.pipe(text, max_new_tokens=self.max_tokens, truncation=True)

@@ -50,3 +50,20 @@ def make_config(tmp_path):
         return parse_config(data, "test-config")
 
     return make
+
+
+@pytest.fixture
+async def services(make_config, text_backend, embedder, request):
+    """The real services from bot.services over the session's models; settings via @pytest.mark.config."""
+    from bot.services import build_services
+
+    marker = request.node.get_closest_marker("config")
+    sections = {"llm": {"generation": {"max_new_tokens": 8}}, "runner": {"batch_wait_ms": 5}}
+    for name, values in (marker.kwargs if marker else {}).items():
+        if name == "llm" and "generation" in values:
+            sections["llm"]["generation"].update(values["generation"])
+            values = {k: v for k, v in values.items() if k != "generation"}
+        sections.setdefault(name, {}).update(values)
+    built = await build_services(make_config(**sections), text_model=text_backend, embed_model=embedder)
+    yield built
+    await built.close()

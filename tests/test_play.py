@@ -1,0 +1,50 @@
+"""`python -m bot play` driven through stdin, as a person at a terminal would use it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import MODEL_CACHE, ROOT
+
+
+def write_config(tmp_path, extra: str = "") -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[storage]\npath = "dm.sqlite3"\n[llm]\ncache_dir = "{MODEL_CACHE}"\n{extra}'
+                    '[llm.generation]\nmax_new_tokens = 8\n')
+    return str(path)
+
+
+def play(config: str, lines: list[str], *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "bot", "--config", config, "play", *args],
+                          input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=300, env=env,
+                          cwd=ROOT)
+
+
+def test_play_mode_plays_remembers_and_keeps_the_campaign(tmp_path):
+    config = write_config(tmp_path)
+    first = play(config, ["I open the tavern door.", "/pin The cellar password is blue heron.", "/memory",
+                          "", "/continue", "/undo", "/help", "/quit"], "--player", "Bram", "--campaign", "Mill")
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    assert "[loading models" in out and "Campaign 'Mill' (0 turns so far)" in out
+    assert out.count("DM: ") >= 2  # the action and /continue were narrated
+    assert "Bram: I open the tavern door." in out  # /memory shows the exact entry
+    assert "[pinned] The cellar password is blue heron." in out
+    assert "(turn 2 undone)" in out and "/retry" in out and "(saved; goodbye)" in out
+    assert "Traceback" not in out + first.stderr
+    again = play(config, ["/memory"], "--campaign", "Mill")  # ends at end of input, like Ctrl-D
+    assert again.returncode == 0 and "Campaign 'Mill' (1 turns so far)" in again.stdout
+    assert "blue heron" in again.stdout
+
+
+def test_play_refuses_a_blank_campaign_turn_and_a_broken_config_clearly(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[memory]\ntopk = 3\n")
+    result = play(str(bad), ["/quit"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {bad}: unknown key memory.topk (did you mean top_k?)"
+    missing = play(write_config(tmp_path, 'model = "/nowhere/model.gguf"\n'), ["/quit"])
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1] == "error: model file not found: /nowhere/model.gguf"
