@@ -28,9 +28,12 @@ class Job:
 class JobHandle:
     """What a submitter holds: the place in the queue, the text so far, the result or the error."""
 
-    def __init__(self, job: Job, position: Callable[["JobHandle"], int]) -> None:
+    def __init__(
+        self, job: Job, position: Callable[["JobHandle"], int],
+        on_cancel: Callable[["JobHandle"], None] | None = None,
+    ) -> None:
         self.job = job
-        self._position = position
+        self._position, self._on_cancel = position, on_cancel
         self._result: asyncio.Future = asyncio.get_running_loop().create_future()
         self._changed = asyncio.Event()
         self.text = ""  # generated so far
@@ -49,6 +52,8 @@ class JobHandle:
         """Free the slot; a job generating stops at its next token."""
         self.cancel_requested = True
         self._changed.set()
+        if self._on_cancel is not None and not self.started and not self.done:
+            self._on_cancel(self)  # a waiting job leaves its queue and fails now
 
     async def result(self) -> Any:
         return await asyncio.shield(self._result)
@@ -57,17 +62,17 @@ class JobHandle:
         """The whole text so far, each time it grew; ends when the job does (its error is raised)."""
         sent = None
         while True:
+            # Clear before looking: text that grew while the reader was busy is yielded, not slept on.
+            self._changed.clear()
             if self.text != sent:
                 sent = self.text
                 yield sent
+                continue
             if self.done:
                 break
-            self._changed.clear()
             waiter = asyncio.ensure_future(self._changed.wait())
             await asyncio.wait({waiter, self._result}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-        if self.text != sent:
-            yield self.text
         await self.result()
 
     # --- for the runner ---

@@ -35,6 +35,9 @@ def chunk_text(text: str, limit: int) -> list[str]:
         if not sentence:
             continue
         while len(sentence) > limit:  # one overlong sentence: cut at the last space before the limit
+            if current:  # what came before goes first: pieces stay in the story's order
+                pieces.append(current)
+                current = ""
             cut = sentence.rfind(" ", 0, limit)
             cut = cut if cut > limit // 2 else limit
             pieces.append(sentence[:cut].strip())

@@ -92,15 +92,17 @@ class Runner:
     def submit(self, job: Job) -> JobHandle:
         if self._closing:
             raise Unavailable("the Dungeon Master is shutting down")
-        queue = self._waiting.setdefault(job.channel_id, deque())
+        queue = self._waiting.get(job.channel_id, deque())
         if len(queue) >= self._max_channel:
             raise Busy(f"this channel already has {len(queue)} jobs waiting; try again in a moment", len(queue))
         total = self.queue_length()
         if total >= self._max_total:
             raise Busy(f"the Dungeon Master is busy with {total} waiting jobs; try again soon", total)
-        handle = JobHandle(job, self._position)
-        queue.append(handle)
-        if job.channel_id not in self._rotation:
+        handle = JobHandle(job, self._position, self._drop_waiting)
+        self._waiting.setdefault(job.channel_id, deque()).append(handle)
+        # A channel whose job is running rejoins the rotation when that job ends (see _run), behind
+        # the channels that arrived meanwhile: that is what keeps a busy channel from going twice.
+        if job.channel_id not in self._rotation and job.channel_id not in self._running:
             self._rotation.append(job.channel_id)
         self._wake_scheduler.set()
         return handle
@@ -117,6 +119,18 @@ class Runner:
         queue = self._waiting.get(handle.job.channel_id, deque())
         ahead = queue.index(handle) if handle in queue else 0
         return ahead + (1 if handle.job.channel_id in self._running else 0)
+
+    def _drop_waiting(self, handle: JobHandle) -> None:
+        """A waiting job was cancelled: free its slot and answer its submitter now."""
+        channel = handle.job.channel_id
+        queue = self._waiting.get(channel)
+        if queue is not None and handle in queue:
+            queue.remove(handle)
+            if not queue:
+                self._waiting.pop(channel, None)
+                if channel in self._rotation:
+                    self._rotation.remove(channel)
+        handle._fail_cancelled()
 
     def cancel_channel(self, channel_id: int) -> int:
         """Cancel every job of a channel (its campaign was reset or ended); returns how many."""
@@ -144,8 +158,7 @@ class Runner:
                 return
             channel = self._rotation.popleft()
             queue = self._waiting.get(channel)
-            if channel in self._running:
-                self._rotation.append(channel)
+            if channel in self._running:  # it rejoins the rotation when its job ends
                 continue
             while queue and queue[0].cancel_requested:
                 queue.popleft()._fail_cancelled()
@@ -153,9 +166,7 @@ class Runner:
                 self._waiting.pop(channel, None)
                 continue
             handle = queue.popleft()
-            if queue:
-                self._rotation.append(channel)
-            else:
+            if not queue:
                 self._waiting.pop(channel, None)
             task = asyncio.create_task(self._run(handle), name=f"job-{handle.job.request_id}")
             task.handle = handle  # type: ignore[attr-defined]
@@ -176,7 +187,10 @@ class Runner:
                 log.exception("job %s (%s) failed", handle.job.request_id, handle.job.kind)
             handle._finish(error=exc)
         finally:
-            self._running.pop(handle.job.channel_id, None)
+            channel = handle.job.channel_id
+            self._running.pop(channel, None)
+            if self._waiting.get(channel) and channel not in self._rotation:
+                self._rotation.append(channel)  # behind the channels that waited while it ran
             self._wake_scheduler.set()
 
     # --- batching generate calls ---

@@ -50,6 +50,8 @@ class ModelWorker(Generic[M]):
             raise Unavailable(f"the {self.name} model is unavailable: {self._dead_reason}")
         future = asyncio.get_running_loop().create_future()
         self._queue.put((fn, future))
+        if self._dead_reason is not None:  # it died (and drained the queue) between the check and the put
+            raise Unavailable(f"the {self.name} model is unavailable: {self._dead_reason}")
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:

@@ -127,3 +127,31 @@ async def test_bad_input_is_refused_with_a_message_and_loses_nothing(services):
     with pytest.raises(BadInput, match="temperature"):
         await turn(services, campaign)
     assert [a.id for a in await store.pending_actions(campaign.id)] == [action.id]  # still there
+
+
+async def test_a_configured_summarization_model_writes_the_summaries(make_config, text_backend, embedder, tmp_path):
+    """memory.summarizer names a transformers summarization model (a tiny BART here, as the seed's BART)."""
+    from tinymodels import tiny_bart
+
+    from bot.services import build_services
+
+    folder = tiny_bart(tmp_path / "bart")
+    config = make_config(memory={"summarizer": str(folder), "summarize_every": 1, "summary_max_tokens": 16},
+                         llm={"generation": {"max_new_tokens": 6}})
+    services = await build_services(config, text_model=text_backend, embed_model=embedder)
+    try:
+        assert services.summarizer is not None and services.summarizer.available
+        summarised: list[str] = []
+        original = services.summarizer.model.summarize
+        services.summarizer.model.summarize = lambda text: summarised.append(text) or original(text)
+        campaign = await services.store.create_campaign(15, "bart", "A ferry across the grey lake.")
+        await services.narrator.add_action(campaign.id, 1, "Bram", "I pay the ferryman two copper coins.")
+        await turn(services, campaign)
+
+        async def summarised_turn_one():
+            return await services.store.last_summary_turn(campaign.id) == 1
+
+        await wait_until(summarised_turn_one)
+        assert summarised and "Bram: I pay the ferryman two copper coins." in summarised[0]
+    finally:
+        await services.close()

@@ -89,9 +89,17 @@ def convert_gguf(source: ModelSource, cache_dir: str, progress: Progress) -> Pat
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    partial = target.with_name(target.name + ".partial")
+    # A partial folder of this process's own: two processes converting at once (a bot and a test
+    # run) must not write into, or delete, each other's files.
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    partial.rename(target)  # only a complete folder ever carries the final name
+    try:
+        partial.rename(target)  # only a complete folder ever carries the final name
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+        # another process finished the same conversion first: use its folder
     return target
