@@ -75,18 +75,14 @@ class Runner:
         self._rotation: deque[int] = deque()  # channels with waiting jobs, in round-robin order
         self._running: dict[int, asyncio.Task] = {}
         self._gen_pending: list[_GenSlot] = []
-        self._wake_scheduler = asyncio.Event()
         self._wake_batcher = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        # The batcher runs only while there are requests: an idle runner owns no task at all, so
+        # nothing waits forever in the background (and test harnesses can tell when work is done).
+        self._batcher: asyncio.Task | None = None
         self._closing = False
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._schedule(), name="runner-scheduler"),
-            asyncio.create_task(self._batch(), name="runner-batcher"),
-        ]
-        for task in self._tasks:
-            task.add_done_callback(self._on_loop_exit)
+        """Nothing to start: jobs are started as they come and as slots free up."""
 
     # --- submitting ---
     def submit(self, job: Job) -> JobHandle:
@@ -104,7 +100,7 @@ class Runner:
         # the channels that arrived meanwhile: that is what keeps a busy channel from going twice.
         if job.channel_id not in self._rotation and job.channel_id not in self._running:
             self._rotation.append(job.channel_id)
-        self._wake_scheduler.set()
+        self._start_ready_jobs()
         return handle
 
     def queue_length(self, channel_id: int | None = None) -> int:
@@ -146,12 +142,6 @@ class Runner:
         return len(handles) + (task is not None)
 
     # --- scheduling ---
-    async def _schedule(self) -> None:
-        while True:
-            await self._wake_scheduler.wait()
-            self._wake_scheduler.clear()
-            self._start_ready_jobs()
-
     def _start_ready_jobs(self) -> None:
         for _ in range(len(self._rotation)):
             if len(self._running) >= self.batch_size:
@@ -191,17 +181,21 @@ class Runner:
             self._running.pop(channel, None)
             if self._waiting.get(channel) and channel not in self._rotation:
                 self._rotation.append(channel)  # behind the channels that waited while it ran
-            self._wake_scheduler.set()
+            if not self._closing:
+                self._start_ready_jobs()
 
     # --- batching generate calls ---
     async def _generate(self, slot: _GenSlot) -> str:
         self._gen_pending.append(slot)
         self._wake_batcher.set()
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._batch(), name="runner-batcher")
+            self._batcher.add_done_callback(self._on_batcher_exit)
         return await slot.future
 
     async def _batch(self) -> None:
-        while True:
-            await self._wake_batcher.wait()
+        """Serve generate requests until none are left, gathering each batch for a moment."""
+        while self._gen_pending:
             self._wake_batcher.clear()
             await self._gather()
             while self._gen_pending:
@@ -260,21 +254,14 @@ class Runner:
                 slot.future.set_result(text)
 
     # --- lifecycle ---
-    def _on_loop_exit(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("runner loop %s died", task.get_name(), exc_info=task.exception())
-            self._fail_everything(Unavailable("the job runner stopped unexpectedly"))
-
-    def _fail_everything(self, error: Exception) -> None:
-        self._closing = True
-        for queue in self._waiting.values():
-            for handle in queue:
-                handle._finish(error=error)
-        self._waiting.clear()
-        self._rotation.clear()
+    def _on_batcher_exit(self, task: asyncio.Task) -> None:
+        """A batcher that died answers the requests it left behind; the next request starts a new one."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("the runner's batcher died", exc_info=task.exception())
         for slot in self._gen_pending:
             if not slot.future.done():
-                slot.future.set_exception(error)
+                slot.future.set_exception(Unavailable("the job runner failed; try again"))
         self._gen_pending.clear()
 
     async def close(self, timeout: float = 30.0) -> None:
@@ -293,6 +280,6 @@ class Runner:
                 await asyncio.wait(late, timeout=5)
             for task in late:
                 task.cancel()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._batcher is not None:
+            self._batcher.cancel()
+            await asyncio.gather(self._batcher, return_exceptions=True)
