@@ -20,11 +20,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the Discord bot (the default)")
+    sync = sub.add_parser("sync", help="register the slash commands with Discord, then exit")
+    sync.add_argument("--guild", type=int, default=None, help="a server id: its commands update at once")
     play = sub.add_parser("play", help="play a campaign in the terminal, offline")
     play.add_argument("--campaign", default="terminal", help="campaign name (created if new)")
     play.add_argument("--player", default="Player", help="your character's name")
     play.add_argument("--premise", default=None, help="premise for a new campaign")
     return parser.parse_args(argv)
+
+
+async def sync_commands(config, token: str, guild_id: int | None) -> int:
+    """Log in without loading models, register the slash commands, and leave."""
+    from bot.app import DungeonMasterBot
+
+    import discord
+
+    bot = DungeonMasterBot(config, load_services=False)
+    async with bot:
+        await bot.login(token)
+        guild = discord.Object(id=guild_id) if guild_id else None
+        if guild is not None:
+            bot.tree.copy_global_to(guild=guild)
+        synced = await bot.tree.sync(guild=guild)
+    log.info("synced %d commands %s", len(synced), f"to server {guild_id}" if guild_id else "globally (up to an hour)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"No Discord token: set the environment variable {config.discord.token_env} (README.md, "
                   "'Running on Discord'). To play offline in this terminal: python -m bot play", file=sys.stderr)
             return 2
-        print("The Discord layer is not built yet. To play offline in this terminal: python -m bot play",
-              file=sys.stderr)
-        return 2
+        if command == "sync":
+            return asyncio.run(sync_commands(config, token, args.guild))
+        from bot.app import create_bot
+
+        create_bot(config).run(token, log_handler=None)  # logging is set up above
+        return 0
     except (ConfigError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -158,12 +158,12 @@ class Runner:
             handle = queue.popleft()
             if not queue:
                 self._waiting.pop(channel, None)
+            handle.started = True  # from now on it has no place in a queue
             task = asyncio.create_task(self._run(handle), name=f"job-{handle.job.request_id}")
             task.handle = handle  # type: ignore[attr-defined]
             self._running[channel] = task
 
     async def _run(self, handle: JobHandle) -> None:
-        handle.started = True
         handle._changed.set()
         try:
             if handle.cancel_requested:

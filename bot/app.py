@@ -1,0 +1,80 @@
+"""create_bot: the Discord bot, its services built from the config in setup_hook (before it connects)."""
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord.ext import commands
+
+from bot.config import Config
+from bot.services import Services, build_services
+from cogs.errors import NO_PINGS, on_tree_error
+
+log = logging.getLogger(__name__)
+
+# Exactly what the bot does: read and write in channels and threads, react, attach pictures.
+PERMISSIONS = discord.Permissions(
+    view_channel=True, send_messages=True, send_messages_in_threads=True, read_message_history=True,
+    add_reactions=True, attach_files=True, embed_links=True,
+)
+
+
+def invite_url(client_id: int) -> str:
+    return discord.utils.oauth_url(client_id, permissions=PERMISSIONS, scopes=("bot", "applications.commands"))
+
+
+class DungeonMasterBot(commands.Bot):
+    def __init__(self, config: Config, *, load_services: bool = True, **models) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True  # players' actions are ordinary messages
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, allowed_mentions=NO_PINGS,
+                         help_command=None)
+        self.config, self._load_services, self._models = config, load_services, models
+        self.services: Services | None = None
+        self._invite_logged = False
+
+    async def setup_hook(self) -> None:
+        from cogs.dm import DungeonMaster
+        from cogs.table import Table
+
+        if self._load_services:
+            self.services = await build_services(self.config, log.info, **self._models)
+        self.tree.on_error = on_tree_error
+        await self.add_cog(DungeonMaster(self.services))  # type: ignore[arg-type]
+        await self.add_cog(Table(self.services))  # type: ignore[arg-type]
+        await self.add_cog(Owner())
+        guild_id = self.config.discord.dev_guild_id
+        if guild_id and self._load_services:  # a development server gets new commands at once
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+
+    async def on_ready(self) -> None:
+        if not self._invite_logged and self.user is not None:
+            self._invite_logged = True
+            log.info("logged in as %s; invite it with %s", self.user, invite_url(self.user.id))
+
+    async def close(self) -> None:
+        await super().close()
+        if self.services is not None:
+            services, self.services = self.services, None
+            await services.close()
+
+
+class Owner(commands.Cog):
+    """`@bot sync [guild id]`: the owner syncs slash commands by hand, never on every start."""
+
+    @commands.command()
+    @commands.is_owner()
+    async def sync(self, ctx: commands.Context, guild_id: int | None = None) -> None:
+        guild = discord.Object(id=guild_id) if guild_id else None
+        if guild is not None:
+            ctx.bot.tree.copy_global_to(guild=guild)
+        synced = await ctx.bot.tree.sync(guild=guild)
+        await ctx.reply(f"Synced {len(synced)} commands {'to that server' if guild else 'globally'}.",
+                        mention_author=False)
+
+
+def create_bot(config: Config, **models) -> commands.Bot:
+    """The real bot; tests may hand in models they loaded already (text_model=..., embed_model=...)."""
+    return DungeonMasterBot(config, **models)

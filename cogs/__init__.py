@@ -1,0 +1,1 @@
+"""The Discord layer: thin cogs that parse, check, defer, hand jobs to the engine and render."""

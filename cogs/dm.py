@@ -1,0 +1,159 @@
+"""The /dm command group: start and end a campaign, narrate, retry, undo, status and settings."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.services import Services
+from cogs.common import campaign_here, require_admin
+from cogs.errors import NO_PINGS, friendly
+from cogs.memory import MemoryCommands
+from cogs.render import NarrationStream, StreamTarget
+from engine.errors import BadInput, EngineError
+from engine.generation import GenerationSettings
+from engine.jobs import Job, JobHandle
+
+log = logging.getLogger(__name__)
+SETTING_NAMES = [*GenerationSettings.names(), "summarize_every"]
+
+
+def parse_setting(value: str) -> object:
+    """A setting's value as typed in Discord: true/false, a whole number or a decimal one."""
+    text = value.strip().lower()
+    if text in ("true", "yes", "on"):
+        return True
+    if text in ("false", "no", "off"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    raise BadInput(f"{value!r} is not a number or true/false")
+
+
+class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The Dungeon Master"):
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.admin_role = services.config.discord.admin_role
+        super().__init__()
+        self.app_command.add_command(MemoryCommands(services))
+
+    # --- campaign ---
+    @app_commands.command(description="Start a campaign in this channel")
+    @app_commands.describe(premise="What the campaign is about", language="The players' language, e.g. en or ru")
+    async def start(self, interaction: discord.Interaction, premise: str = "", language: str = "en") -> None:
+        await interaction.response.defer()
+        if not re.fullmatch(r"[A-Za-z]{2,8}", language):
+            raise BadInput(f"{language!r} is not a language code such as en or ru")
+        channel = interaction.channel
+        name = getattr(channel, "name", None) or f"channel-{interaction.channel_id}"
+        campaign = await self.services.store.create_campaign(
+            interaction.channel_id or 0, name, premise.strip(), language=language.lower())
+        about = f" {campaign.premise}" if campaign.premise else ""
+        await interaction.followup.send(
+            f"🎲 A new campaign begins in this channel.{about}\nWrite what your characters do as ordinary "
+            "messages, then use `/dm continue` and the DM narrates.", allowed_mentions=NO_PINGS)
+
+    @app_commands.command(description="End this channel's campaign (its story is kept)")
+    async def end(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        require_admin(interaction, self.admin_role)
+        campaign = await campaign_here(self.services, interaction)
+        self.services.runner.cancel_channel(campaign.channel_id)
+        await self.services.store.end_campaign(campaign.id)
+        await interaction.followup.send(f"🏁 The campaign **{campaign.name}** has ended; its story is kept.",
+                                        allowed_mentions=NO_PINGS)
+
+    # --- narration ---
+    @app_commands.command(name="continue", description="The DM narrates what happens next")
+    @app_commands.describe(text="Optional direction for the DM")
+    async def continue_(self, interaction: discord.Interaction, text: str = "") -> None:
+        await interaction.response.defer(thinking=True)
+        campaign = await campaign_here(self.services, interaction)
+        handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={"text": text}))
+        await self.narrate(interaction, handle)
+
+    @app_commands.command(description="Narrate the last turn anew")
+    async def retry(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        campaign = await campaign_here(self.services, interaction)
+        await self.narrate(interaction, self.services.runner.submit(Job(campaign.id, campaign.channel_id, "retry")),
+                           note="🔁 retold")
+
+    @app_commands.command(description="Take back the last turn; its actions become pending again")
+    async def undo(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        campaign = await campaign_here(self.services, interaction)
+        turn = await self.services.runner.submit(Job(campaign.id, campaign.channel_id, "undo")).result()
+        text = f"↩️ Turn {turn.number} was undone; its actions are pending again." if turn else "Nothing to undo yet."
+        await interaction.followup.send(text, allowed_mentions=NO_PINGS)
+
+    async def narrate(self, interaction: discord.Interaction, handle: JobHandle, note: str = "") -> None:
+        target = StreamTarget(interaction)
+        stream = NarrationStream(target.show)
+        shown_position = None
+        while not handle.started and not handle.done:  # let the players see the queue move
+            position = handle.position()
+            if position != shown_position:
+                await target.show(0, f"⏳ Waiting for the DM: {position} ahead of this one.")
+                shown_position = position
+            await asyncio.sleep(0.5)
+        try:
+            async for text in handle.updates():
+                await stream.update(text)
+            result = await handle.result()
+        except EngineError as exc:
+            await stream.finish(handle.text.strip() or friendly(exc), note=friendly(exc) if handle.text.strip() else "")
+            return
+        await stream.finish(result.turn.narration, note=f"{note} · turn {result.turn.number}" if note else "")
+
+    # --- information and settings ---
+    @app_commands.command(description="The model, the queue and this campaign's numbers")
+    async def status(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True)
+        services = self.services
+        lines = [f"🧠 Model: {services.backend.name}",
+                 f"⏳ Queue: {services.runner.queue_length(interaction.channel_id)} here, "
+                 f"{services.runner.queue_length()} in all"]
+        campaign = await services.store.campaign_for_channel(interaction.channel_id or 0)
+        if campaign is None:
+            lines.append("No campaign in this channel: start one with `/dm start`.")
+        else:
+            store = services.store
+            lines += [f"🎲 Campaign: {campaign.name} (language {campaign.language})",
+                      f"📜 Turns: {await store.turn_count(campaign.id)}",
+                      f"📌 Memories: {await store.memory_count(campaign.id)}",
+                      f"✍️ Pending actions: {len(await store.pending_actions(campaign.id))}"]
+        await interaction.followup.send("\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
+
+    @app_commands.command(description="Show or change this campaign's generation settings")
+    @app_commands.describe(name="The setting to change", value="A number, true/false, or 'default'")
+    @app_commands.choices(name=[app_commands.Choice(name=n, value=n) for n in SETTING_NAMES])
+    async def settings(self, interaction: discord.Interaction, name: str | None = None, value: str | None = None) -> None:
+        await interaction.response.defer(ephemeral=True)
+        require_admin(interaction, self.admin_role)
+        narrator, store = self.services.narrator, self.services.store
+        campaign = await campaign_here(self.services, interaction)
+        overrides = dict(campaign.settings)
+        if name is not None:
+            if value is None:
+                raise BadInput(f"give a value for {name} (or 'default')")
+            if value.strip().lower() == "default":
+                overrides.pop(name, None)
+            else:
+                overrides[name] = parse_setting(value)
+            narrator.campaign_settings(dataclasses.replace(campaign, settings=overrides))  # refuses bad values
+            campaign = await store.update_campaign(campaign.id, settings=overrides)
+        effective = narrator.campaign_settings(campaign)
+        values = {**effective.generation.to_dict(), "summarize_every": effective.summarize_every}
+        lines = [f"`{k}` = {v}{' *(this campaign)*' if k in campaign.settings else ''}" for k, v in values.items()]
+        head = f"✅ {name} set.\n" if name else ""
+        await interaction.followup.send(head + "\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
+

@@ -1,0 +1,107 @@
+"""Streaming narration into Discord: at most one edit a second, split at the message limit,
+a visible "still writing" mark, and no mention in generated text ever pings anyone."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import AsyncIterator, Awaitable, Callable
+
+import discord
+
+from cogs.errors import NO_PINGS
+
+log = logging.getLogger(__name__)
+LIMIT = 2000
+WRITING = "\n-# ✍️ the DM is writing…"
+TOKEN_LIFETIME_S = 14.5 * 60  # interaction tokens last 15 minutes; keep a margin
+
+
+def split_point(text: str, limit: int) -> int:
+    """Where to cut `text` so the first part fits `limit`: a paragraph, line, sentence or word end."""
+    if len(text) <= limit:
+        return len(text)
+    window = text[:limit]
+    for mark in ("\n\n", "\n", ". ", "! ", "? ", " "):
+        cut = window.rfind(mark)
+        if cut > limit // 2:
+            return cut + len(mark)
+    return limit
+
+
+def split_message(text: str, limit: int = LIMIT) -> list[str]:
+    parts = []
+    while len(text) > limit:
+        cut = split_point(text, limit)
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return parts + [text] if text or not parts else parts
+
+
+class StreamTarget:
+    """Where the narration goes: the interaction's own reply first, ordinary channel messages after.
+
+    Past the interaction token's lifetime the reply can no longer be edited, so the text moves
+    to a channel message: a turn that waited a long time still arrives.
+    """
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+        self.started = time.monotonic()
+        self.messages: list[discord.Message | None] = [None]  # None: the interaction's reply
+
+    def token_alive(self) -> bool:
+        return time.monotonic() - self.started < TOKEN_LIFETIME_S
+
+    async def show(self, index: int, content: str) -> None:
+        content = content or "…"
+        if index == len(self.messages):
+            channel = self.interaction.channel
+            self.messages.append(await channel.send(content, allowed_mentions=NO_PINGS))  # type: ignore[union-attr]
+            return
+        message = self.messages[index]
+        if message is None and self.token_alive():
+            try:
+                await self.interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS)
+                return
+            except discord.NotFound:  # the token expired or the reply was deleted
+                pass
+        if message is None:
+            channel = self.interaction.channel
+            self.messages[index] = await channel.send(content, allowed_mentions=NO_PINGS)  # type: ignore[union-attr]
+        else:
+            await message.edit(content=content, allowed_mentions=NO_PINGS)
+
+
+class NarrationStream:
+    """A growing text shown across messages: edits at most every `interval` seconds, full messages
+    frozen and the rest continued in the next one, a "writing" mark until `finish`."""
+
+    def __init__(self, show: Callable[[int, str], Awaitable[None]], *, interval: float = 1.0,
+                 limit: int = LIMIT) -> None:
+        self._show, self.interval = show, interval
+        self.chunk = limit - len(WRITING)  # the same cuts while writing and when done
+        self._shown: dict[int, str] = {}
+        self._last = -interval
+
+    async def _put(self, index: int, content: str) -> None:
+        if self._shown.get(index) != content:
+            await self._show(index, content)
+            self._shown[index] = content
+
+    async def update(self, text: str) -> None:
+        if time.monotonic() - self._last < self.interval or not text.strip():
+            return
+        parts = split_message(text, self.chunk)
+        for index, part in enumerate(parts):
+            await self._put(index, part + (WRITING if index == len(parts) - 1 else ""))
+        self._last = time.monotonic()
+
+    async def finish(self, text: str, note: str = "") -> None:
+        parts = split_message(text, self.chunk)
+        if note:
+            parts[-1] += f"\n-# {note}"
+        for index, part in enumerate(parts):
+            await self._put(index, part)
+        for index in range(len(parts), len(self._shown)):  # the final text came out shorter
+            await self._put(index, "-# …")
