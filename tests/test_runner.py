@@ -573,3 +573,13 @@ async def test_three_channels_batch_through_the_real_model(rig, text_backend):
         text = await result(handle)
         assert text.strip(), "the model produced no text"
         assert seen[-1] == text == handle.text
+
+
+async def test_an_idle_runner_owns_no_background_task(rig):
+    """Nothing waits forever in the background: harnesses (SimCord's settle) can tell work is done."""
+    runner, backend, _ = await rig.make()
+    assert runner_tasks() == []
+    handles = [runner.submit(job(c, f"c{c}", tokens=3)) for c in (1, 2)]
+    assert runner_tasks()  # the jobs (and then the batcher) run as tasks...
+    await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), WAIT)
+    await until(lambda: not runner_tasks(), what="the runner to go idle")  # ...and end with them

@@ -1,0 +1,41 @@
+"""`python -m bot` as the server owner meets it: clear lines, never a traceback."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run_bot(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
+    environment.update(env or {}, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=120,
+                          env=environment, cwd=ROOT)
+
+
+def test_no_token_points_to_the_readme_and_to_play_mode(tmp_path):
+    for args in ((), ("run",), ("sync", "--guild", "1")):
+        result = run_bot(*args)
+        assert result.returncode == 2, result.stderr
+        assert "No Discord token: set the environment variable DISCORD_TOKEN" in result.stderr
+        assert "README.md" in result.stderr and "python -m bot play" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_an_explicit_config_that_does_not_exist_is_one_line(tmp_path):
+    result = run_bot("--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "nope.toml" in result.stderr and "not found" in result.stderr
+
+
+def test_the_invite_url_asks_for_exactly_the_permissions_the_bot_uses():
+    from bot.app import PERMISSIONS, invite_url
+
+    url = invite_url(1234)
+    assert "client_id=1234" in url and "scope=bot+applications.commands" in url
+    assert f"permissions={PERMISSIONS.value}" in url
+    assert PERMISSIONS.add_reactions and PERMISSIONS.send_messages and not PERMISSIONS.administrator
+    assert not PERMISSIONS.mention_everyone and not PERMISSIONS.manage_messages
