@@ -6,11 +6,15 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from bot.config import Config
+import aiohttp
+
+from bot.config import Config, PicturesConfig
 from engine.embeddings import Embedder
 from engine.errors import Unavailable
 from engine.memory import MemoryBank
 from engine.narrator import Narrator, NarratorSettings
+from engine.painter import Painter
+from engine.pictures import PictureClient, PictureSettings
 from engine.runner import Runner
 from engine.store import Store
 from engine.summarize import PipelineSummarizer
@@ -32,6 +36,9 @@ class Services:
     memory: MemoryBank
     narrator: Narrator
     runner: Runner
+    http: aiohttp.ClientSession  # the one shared session for every HTTP service
+    pictures: PictureClient | None  # None: pictures are off
+    painter: Painter
 
     @property
     def backend(self) -> TextBackend:
@@ -40,6 +47,7 @@ class Services:
 
     async def close(self) -> None:
         await self.runner.close()
+        await self.http.close()
         for worker in (self.text, self.embedder, self.summarizer):
             if worker is not None:
                 await worker.stop()
@@ -53,6 +61,16 @@ def text_loader(config: Config, progress: Progress) -> Callable[[], TextBackend]
     return lambda: TransformersBackend.load(
         llm.model, device=llm.device, dtype=llm.dtype, cache_dir=llm.cache_dir, progress=progress
     )
+
+
+def picture_client(http: aiohttp.ClientSession, pictures: PicturesConfig) -> PictureClient | None:
+    if not pictures.enabled:
+        return None
+    return PictureClient(http, PictureSettings(
+        url=pictures.url, user=pictures.user, password=pictures.password(), steps=pictures.steps,
+        width=pictures.width, height=pictures.height, cfg_scale=pictures.cfg_scale,
+        sampler_name=pictures.sampler_name, negative_prompt=pictures.negative_prompt,
+        checkpoint=pictures.checkpoint, timeout_s=pictures.timeout_s))
 
 
 async def build_services(
@@ -87,6 +105,7 @@ async def build_services(
             generation=config.llm.generation, context_tokens=config.llm.context_tokens, top_k=mem.top_k,
             min_score=mem.min_score, summarize_every=mem.summarize_every, recent_turns=mem.recent_turns,
             action_max_chars=config.discord.action_max_chars, summary_max_tokens=mem.summary_max_tokens,
+            picture_spoiler=config.pictures.spoiler,
         ), summarizer)
         run = config.runner
         runner = Runner(narrator.handle, text, batch_size=run.batch_size, batch_wait_ms=run.batch_wait_ms,
@@ -98,4 +117,6 @@ async def build_services(
             await worker.stop()
         await store.close()
         raise
-    return Services(config, store, text, embedder, summarizer, memory, narrator, runner)
+    http = aiohttp.ClientSession()
+    return Services(config, store, text, embedder, summarizer, memory, narrator, runner, http,
+                    picture_client(http, config.pictures), Painter())

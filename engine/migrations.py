@@ -69,6 +69,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX memories_by_turn ON memories (campaign_id, turn_to);
     CREATE INDEX memories_by_hash ON memories (campaign_id, content_hash);
     """,
+    # 2: how each named character looks, so pictures keep them recognisable.
+    """
+    CREATE TABLE looks (
+        campaign_id  INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        name         TEXT    NOT NULL COLLATE NOCASE,
+        description  TEXT    NOT NULL,
+        updated      REAL    NOT NULL,
+        PRIMARY KEY (campaign_id, name)
+    );
+    """,
 )
 
 

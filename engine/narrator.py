@@ -12,6 +12,7 @@ from engine.jobs import Job
 from engine.memory import MemoryBank, Recalled
 from engine.prompt import build_prompt, cut_action
 from engine.runner import JobContext
+from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
 from engine.store import Action, Campaign, Store, Turn
 from engine.summarize import PipelineSummarizer, story_text, summary_prompt, summary_settings
 from engine.textgen.base import TextBackend
@@ -30,6 +31,7 @@ class NarratorSettings:
     recent_turns: int = 8
     action_max_chars: int = 1000
     summary_max_tokens: int = 120
+    picture_spoiler: bool = True
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,15 @@ class TurnResult:
 class CampaignSettings:
     generation: GenerationSettings
     summarize_every: int
+    picture_spoiler: bool
+    picture_seed: int  # -1: a new seed for every picture
+
+
+def _check(name: str, value: object, kind: type, low: int = 0, high: int = 0) -> None:
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if not ok or (kind is int and not low <= value <= high):  # type: ignore[operator]
+        wanted = "true or false" if kind is bool else f"a whole number from {low} to {high}"
+        raise BadInput(f"{name} must be {wanted}, not {value!r}")
 
 
 class Narrator:
@@ -67,9 +78,12 @@ class Narrator:
     def campaign_settings(self, campaign: Campaign) -> CampaignSettings:
         overrides = dict(campaign.settings)
         every = overrides.pop("summarize_every", self.settings.summarize_every)
-        if isinstance(every, bool) or not isinstance(every, int) or not 0 <= every <= 1000:
-            raise BadInput(f"summarize_every must be a whole number from 0 to 1000, not {every!r}")
-        return CampaignSettings(self.settings.generation.with_overrides(overrides), every)
+        spoiler = overrides.pop("picture_spoiler", self.settings.picture_spoiler)
+        seed = overrides.pop("picture_seed", -1)
+        _check("summarize_every", every, int, 0, 1000)
+        _check("picture_spoiler", spoiler, bool)
+        _check("picture_seed", seed, int, -1, 2**32 - 1)
+        return CampaignSettings(self.settings.generation.with_overrides(overrides), every, spoiler, seed)
 
     async def campaign(self, campaign_id: int) -> Campaign:
         campaign = await self.store.get_campaign(campaign_id)
@@ -85,6 +99,8 @@ class Narrator:
             return await self._retry(job, ctx)
         if job.kind == "undo":
             return await self.store.undo_last_turn((await self.campaign(job.campaign_id)).id)
+        if job.kind == "picture_prompt":
+            return await self._picture_prompt(job, ctx)
         if job.kind == "summary":
             return await self._summarise(await self.campaign(job.campaign_id), ctx, force=True)
         raise BadInput(f"the narrator does not do {job.kind} jobs")
@@ -137,6 +153,18 @@ class Narrator:
         if not narration:
             raise Unavailable("the model wrote nothing this time; try /dm continue again")
         return narration, recalled, built
+
+    async def _picture_prompt(self, job: Job, ctx: JobContext) -> str:
+        """The current scene, condensed by the text model into a prompt for the picture server."""
+        campaign = await self.campaign(job.campaign_id)
+        focus = str(job.payload.get("focus", "")).strip()[:200]
+        scene = story_text(await self.store.recent_turns(campaign.id, 3))[-1500:] or campaign.premise
+        if not scene and not focus:
+            raise BadInput("there is no scene to paint yet: play a turn first, or give a focus")
+        rendered = self.backend.render(scene_prompt(scene or focus, focus))
+        description = await ctx.generate(rendered, PICTURE_SETTINGS, stream=False)
+        return compose_picture_prompt(clean_narration(description, set()), focus=focus, style=campaign.style,
+                                      scene=scene, looks=await self.store.looks(campaign.id))
 
     async def _summarise(self, campaign: Campaign, ctx: JobContext, *, force: bool) -> str | None:
         every = self.campaign_settings(campaign).summarize_every

@@ -435,3 +435,16 @@ class Store:
         return await self._value(
             "SELECT COALESCE(MAX(turn_to), 0) FROM memories"
             " WHERE campaign_id = ? AND kind = 'summary'", (campaign_id,))
+
+    # --- looks: appearance notes per named character, for pictures ---
+    async def set_look(self, campaign_id: int, name: str, description: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                "INSERT INTO looks (campaign_id, name, description, updated) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (campaign_id, name) DO UPDATE SET description = excluded.description,"
+                " updated = excluded.updated", (campaign_id, name, description, time.time()))
+
+    async def looks(self, campaign_id: int) -> dict[str, str]:
+        rows = await self._rows("SELECT name, description FROM looks WHERE campaign_id = ? ORDER BY name",
+                                (campaign_id,))
+        return {name: description for name, description in rows}

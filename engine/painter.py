@@ -1,0 +1,48 @@
+"""Picture jobs: one per channel at a time, one on the server at a time, first come first served."""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from engine.errors import Busy
+
+
+class Ticket:
+    def __init__(self, painter: "Painter", channel_id: int) -> None:
+        self.painter, self.channel_id = painter, channel_id
+        self.turn = asyncio.Event()
+
+    def position(self) -> int:
+        """Pictures ahead of this one (0: it is being painted)."""
+        return self.painter._line.index(self) if self in self.painter._line else 0
+
+    async def wait_turn(self) -> None:
+        await self.turn.wait()
+
+    def release(self) -> None:
+        self.painter._release(self)
+
+
+class Painter:
+    def __init__(self, max_waiting: int = 16) -> None:
+        self.max_waiting = max_waiting
+        self._line: deque[Ticket] = deque()
+
+    def reserve(self, channel_id: int) -> Ticket:
+        if any(t.channel_id == channel_id for t in self._line):
+            raise Busy("a picture for this channel is already on its way", len(self._line))
+        if len(self._line) >= self.max_waiting:
+            raise Busy("the painter has too many pictures waiting; try again soon", len(self._line))
+        ticket = Ticket(self, channel_id)
+        self._line.append(ticket)
+        self._line[0].turn.set()
+        return ticket
+
+    def _release(self, ticket: Ticket) -> None:
+        if ticket in self._line:
+            self._line.remove(ticket)
+        if self._line:
+            self._line[0].turn.set()
+
+    def waiting(self) -> int:
+        return len(self._line)
