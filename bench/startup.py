@@ -7,7 +7,6 @@ Usage: python bench/startup.py [--cached-runs 3]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import subprocess
 import sys
 import tempfile

@@ -117,6 +117,8 @@ async def build_services(
             await worker.stop()
         await store.close()
         raise
-    http = aiohttp.ClientSession()
+    # No kept-alive connections: the picture server is asked once a minute at most, and an idle
+    # pool's cleanup timers would keep the process (and test harnesses) from ever being idle.
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
     return Services(config, store, text, embedder, summarizer, memory, narrator, runner, http,
                     picture_client(http, config.pictures), Painter())

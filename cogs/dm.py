@@ -1,7 +1,6 @@
 """The /dm command group: start and end a campaign, narrate, retry, undo, status and settings."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import re
@@ -14,16 +13,17 @@ from bot.services import Services
 from cogs.common import campaign_here, require_admin
 from cogs.errors import NO_PINGS, friendly
 from cogs.memory import MemoryCommands
+from cogs.pictures import PictureDesk
 from cogs.render import NarrationStream, StreamTarget
 from engine.errors import BadInput, EngineError
 from engine.generation import GenerationSettings
 from engine.jobs import Job, JobHandle
 
 log = logging.getLogger(__name__)
-SETTING_NAMES = [*GenerationSettings.names(), "summarize_every"]
+SETTING_NAMES = [*GenerationSettings.names(), "summarize_every", "picture_spoiler", "picture_seed"]
 
 
-def parse_setting(value: str) -> object:
+def parse_setting(name: str, value: str) -> object:
     """A setting's value as typed in Discord: true/false, a whole number or a decimal one."""
     text = value.strip().lower()
     if text in ("true", "yes", "on"):
@@ -35,13 +35,14 @@ def parse_setting(value: str) -> object:
             return kind(text)
         except ValueError:
             pass
-    raise BadInput(f"{value!r} is not a number or true/false")
+    raise BadInput(f"{name} must be a number or true/false, not {value!r}")
 
 
 class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The Dungeon Master"):
     def __init__(self, services: Services) -> None:
         self.services = services
         self.admin_role = services.config.discord.admin_role
+        self.pictures = PictureDesk(services)
         super().__init__()
         self.app_command.add_command(MemoryCommands(services))
 
@@ -63,8 +64,10 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
 
     @app_commands.command(description="End this channel's campaign (its story is kept)")
     async def end(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer()
+        # Checked before the public defer: after it, even an "ephemeral" refusal would replace the
+        # public "thinking…" reply and show to the whole channel.
         require_admin(interaction, self.admin_role)
+        await interaction.response.defer()
         campaign = await campaign_here(self.services, interaction)
         self.services.runner.cancel_channel(campaign.channel_id)
         await self.services.store.end_campaign(campaign.id)
@@ -98,13 +101,10 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def narrate(self, interaction: discord.Interaction, handle: JobHandle, note: str = "") -> None:
         target = StreamTarget(interaction)
         stream = NarrationStream(target.show)
-        shown_position = None
         while not handle.started and not handle.done:  # let the players see the queue move
             position = handle.position()
-            if position != shown_position:
-                await target.show(0, f"⏳ Waiting for the DM: {position} ahead of this one.")
-                shown_position = position
-            await asyncio.sleep(0.5)
+            await target.show(0, f"⏳ Waiting for the DM: {position} ahead of this one.")
+            await handle.moved(position)
         try:
             async for text in handle.updates():
                 await stream.update(text)
@@ -113,6 +113,25 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
             await stream.finish(handle.text.strip() or friendly(exc), note=friendly(exc) if handle.text.strip() else "")
             return
         await stream.finish(result.turn.narration, note=f"{note} · turn {result.turn.number}" if note else "")
+
+    # --- pictures ---
+    @app_commands.command(description="Paint the current scene")
+    @app_commands.describe(focus="What the picture should show, e.g. 'the innkeeper'")
+    async def picture(self, interaction: discord.Interaction, focus: str = "") -> None:
+        await interaction.response.defer(thinking=True)
+        await self.pictures.paint(interaction, await campaign_here(self.services, interaction), focus)
+
+    @app_commands.command(description="Note how a character looks, so pictures show them the same way")
+    @app_commands.describe(name="The character's name", description="e.g. 'tall dwarf, red braided beard'")
+    async def look(self, interaction: discord.Interaction, name: str, description: str) -> None:
+        await interaction.response.defer(ephemeral=True)
+        campaign = await campaign_here(self.services, interaction)
+        name, description = name.strip()[:80], description.strip()[:300]
+        if not name or not description:
+            raise BadInput("give a name and a description")
+        await self.services.store.set_look(campaign.id, name, description)
+        await interaction.followup.send(f"👤 Noted how **{discord.utils.escape_markdown(name)}** looks.",
+                                        ephemeral=True, allowed_mentions=NO_PINGS)
 
     # --- information and settings ---
     @app_commands.command(description="The model, the queue and this campaign's numbers")
@@ -148,7 +167,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
             if value.strip().lower() == "default":
                 overrides.pop(name, None)
             else:
-                overrides[name] = parse_setting(value)
+                overrides[name] = parse_setting(name, value)
             narrator.campaign_settings(dataclasses.replace(campaign, settings=overrides))  # refuses bad values
             campaign = await store.update_campaign(campaign.id, settings=overrides)
         effective = narrator.campaign_settings(campaign)

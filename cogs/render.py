@@ -2,10 +2,9 @@
 a visible "still writing" mark, and no mention in generated text ever pings anyone."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import discord
 
@@ -64,8 +63,9 @@ class StreamTarget:
             try:
                 await self.interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS)
                 return
-            except discord.NotFound:  # the token expired or the reply was deleted
-                pass
+            except discord.HTTPException as exc:  # the token expired, the reply was deleted, Discord failed
+                # Whatever the reason, the narration must still reach the table: it moves to the channel.
+                log.warning("could not edit the interaction's reply (%s); posting in the channel", exc)
         if message is None:
             channel = self.interaction.channel
             self.messages[index] = await channel.send(content, allowed_mentions=NO_PINGS)  # type: ignore[union-attr]

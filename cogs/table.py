@@ -13,6 +13,7 @@ from engine.errors import EngineError
 log = logging.getLogger(__name__)
 STORED = "✍️"
 CUT = "✂️"
+PLAYER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 
 class Table(commands.Cog):
@@ -23,6 +24,8 @@ class Table(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.guild is None or message.webhook_id is not None:
+            return
+        if message.type not in PLAYER_MESSAGE_TYPES:  # "X started a thread: <name>", pins, joins...
             return
         text = message.clean_content.strip()  # mentions become plain @names: the model never sees ids
         if not text or text.startswith(self.prefixes):

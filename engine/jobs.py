@@ -55,6 +55,12 @@ class JobHandle:
         if self._on_cancel is not None and not self.started and not self.done:
             self._on_cancel(self)  # a waiting job leaves its queue and fails now
 
+    async def moved(self, position: int) -> None:
+        """Wait until the job's place differs from `position`, it started, or it ended (no timers)."""
+        while not self.started and not self.done and self.position() == position:
+            self._changed.clear()
+            await self._changed.wait()
+
     async def result(self) -> Any:
         return await asyncio.shield(self._result)
 

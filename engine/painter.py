@@ -10,14 +10,17 @@ from engine.errors import Busy
 class Ticket:
     def __init__(self, painter: "Painter", channel_id: int) -> None:
         self.painter, self.channel_id = painter, channel_id
-        self.turn = asyncio.Event()
+        self._line_changed = asyncio.Event()
 
     def position(self) -> int:
         """Pictures ahead of this one (0: it is being painted)."""
         return self.painter._line.index(self) if self in self.painter._line else 0
 
-    async def wait_turn(self) -> None:
-        await self.turn.wait()
+    async def moved(self, position: int) -> None:
+        """Wait until this ticket's place differs from `position`."""
+        while self.position() == position and self in self.painter._line:
+            self._line_changed.clear()
+            await self._line_changed.wait()
 
     def release(self) -> None:
         self.painter._release(self)
@@ -35,14 +38,13 @@ class Painter:
             raise Busy("the painter has too many pictures waiting; try again soon", len(self._line))
         ticket = Ticket(self, channel_id)
         self._line.append(ticket)
-        self._line[0].turn.set()
         return ticket
 
     def _release(self, ticket: Ticket) -> None:
         if ticket in self._line:
             self._line.remove(ticket)
-        if self._line:
-            self._line[0].turn.set()
+        for waiting in self._line:
+            waiting._line_changed.set()
 
     def waiting(self) -> int:
         return len(self._line)

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from engine.errors import Busy, Cancelled, Unavailable
+from engine.errors import Busy, Cancelled, EngineError, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job, JobHandle
 from engine.textgen.base import GenRequest, TextBackend
@@ -162,6 +162,12 @@ class Runner:
             task = asyncio.create_task(self._run(handle), name=f"job-{handle.job.request_id}")
             task.handle = handle  # type: ignore[attr-defined]
             self._running[channel] = task
+            self._tell_waiting(channel)
+
+    def _tell_waiting(self, channel: int) -> None:
+        """The places of that channel's waiting jobs changed: wake whoever shows them."""
+        for waiting in self._waiting.get(channel, ()):
+            waiting._changed.set()
 
     async def _run(self, handle: JobHandle) -> None:
         handle._changed.set()
@@ -173,12 +179,13 @@ class Runner:
             handle._fail_cancelled()
             raise
         except Exception as exc:
-            if not isinstance(exc, (Cancelled, Unavailable, Busy)):
+            if not isinstance(exc, EngineError):  # engine errors are answers (bad input...), not bugs
                 log.exception("job %s (%s) failed", handle.job.request_id, handle.job.kind)
             handle._finish(error=exc)
         finally:
             channel = handle.job.channel_id
             self._running.pop(channel, None)
+            self._tell_waiting(channel)
             if self._waiting.get(channel) and channel not in self._rotation:
                 self._rotation.append(channel)  # behind the channels that waited while it ran
             if not self._closing:

@@ -129,9 +129,11 @@ class Store:
         file.parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(str(file), isolation_level=None)
         try:
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA busy_timeout = 5000")
+            # Close each cursor at once: a PRAGMA that returns a row keeps its statement open
+            # until the cursor goes, and an open statement makes the migration's COMMIT fail.
+            for pragma in ("PRAGMA journal_mode = WAL", "PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 5000"):
+                async with conn.execute(pragma):
+                    pass
             await apply_migrations(conn)
         except BaseException:
             await conn.close()

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import threading
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -81,11 +82,33 @@ class SDServer:
         return web.json_response({})
 
 
-async def start_sd_server(server: SDServer) -> web.AppRunner:
-    runner = web.AppRunner(server.app(), shutdown_timeout=0.5)  # a 'slow' handler must not hold cleanup
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.url = f"http://127.0.0.1:{port}"
-    return runner
+class ServerThread:
+    """The server in its own thread and event loop, like a real web UI beside the bot: the test's
+    loop (and SimCord's virtual clock in it) never runs the server's sleeps."""
+
+    def __init__(self, server: SDServer) -> None:
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self.runner: web.AppRunner | None = None
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sd-server", daemon=True)
+
+    def start(self) -> SDServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self.server
+
+    async def _start(self) -> None:
+        # shutdown_timeout: a 'slow' request must not hold the cleanup for a minute
+        self.runner = web.AppRunner(self.server.app(), shutdown_timeout=0.5)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.server.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -7,24 +7,23 @@ import io
 import aiohttp
 import pytest
 from PIL import Image
-from sd_server import SDServer, start_sd_server
+from sd_server import SDServer, ServerThread
 
 from engine.errors import Unavailable
 from engine.pictures import PictureClient, PictureSettings, fit_for_discord
 
 
 @pytest.fixture
-async def sd():
-    servers = []
+def sd():
+    threads: list[ServerThread] = []
 
     async def make(**options) -> SDServer:
-        server = SDServer(**options)
-        servers.append(await start_sd_server(server))
-        return server
+        threads.append(ServerThread(SDServer(**options)))
+        return threads[-1].start()
 
     yield make
-    for runner in servers:
-        await runner.cleanup()
+    for thread in threads:
+        thread.stop()
 
 
 @pytest.fixture
