@@ -26,6 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     play.add_argument("--campaign", default="terminal", help="campaign name (created if new)")
     play.add_argument("--player", default="Player", help="your character's name")
     play.add_argument("--premise", default=None, help="premise for a new campaign")
+    play.add_argument("--language", default=None, help="the language you play in, e.g. ru ([translation] in the config)")
     return parser.parse_args(argv)
 
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "play":
             from bot.play import play
 
-            return asyncio.run(play(config, args.campaign, args.player, args.premise))
+            return asyncio.run(play(config, args.campaign, args.player, args.premise, language=args.language))
         token = config.discord.token()
         if not token:
             print(f"No Discord token: set the environment variable {config.discord.token_env} (README.md, "

@@ -225,9 +225,15 @@ class PicturesConfig:
 @dataclass(frozen=True)
 class TranslationConfig:
     provider: str = setting("none", _str(choices=("none", "yandex", "llm", "libretranslate")))
-    url: str = setting("", _str())
+    url: str = setting("", _str(pattern=r"(https?://\S+)?", what="an http:// or https:// URL, or empty"))
+    api_key_env: str = setting("LIBRETRANSLATE_API_KEY", _env_name())
     timeout_s: float = setting(10.0, _float(above=0))
     cache_size: int = setting(1024, _int(0, 1000000))
+    pause_after: int = setting(3, _int(1, 100))  # failures in a row before translation pauses
+    pause_s: float = setting(300.0, _float(above=0))
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
 
 
 @dataclass(frozen=True)
@@ -249,6 +255,8 @@ def _cross_check(cls: type, v: Mapping[str, Any]) -> str | None:
     if cls is LLMConfig and v["generation"].max_new_tokens >= v["context_tokens"]:
         return (f"llm.generation.max_new_tokens must be less than llm.context_tokens"
                 f" ({v['context_tokens']}), not {v['generation'].max_new_tokens}")
+    if cls is TranslationConfig and v["provider"] == "libretranslate" and not v["url"]:
+        return "translation.url must be the LibreTranslate server's address when provider = \"libretranslate\""
     return None
 
 

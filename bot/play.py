@@ -5,6 +5,7 @@ Every line you type is your character's action and the DM answers it; commands s
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import zlib
 from typing import TextIO
@@ -44,14 +45,24 @@ class TerminalGame:
 
     async def run_job(self, kind: str, **payload) -> None:
         handle = self.services.runner.submit(Job(self.campaign.id, self.campaign.channel_id, kind, payload=payload))
-        if kind in ("turn", "retry"):
+        narrating = kind in ("turn", "retry")
+        if narrating:
             self.out.write("DM: ")
-        shown = 0
+        live = narrating and self.services.translation.live(
+            self.campaign.language, await self.services.store.glossary(self.campaign.id))
+        shown = ""
         async for text in handle.updates():
-            self.out.write(text[shown:])
+            if live:
+                text = await live.update(text)
+            self.out.write(text[len(shown):] if text.startswith(shown) else "\n" + text)
             self.out.flush()
-            shown = len(text)
+            shown = text
         result = await handle.result()
+        if live:  # the translated turn: what the stream had not shown yet
+            posted = result.turn.posted
+            self.out.write(posted[len(shown):] if posted.startswith(shown) else "\n" + posted)
+            for note in result.notes:
+                self.say(f"\n({note})")
         if kind == "summary":
             self.say(result or "(nothing new to summarise)")
         elif kind == "undo":
@@ -94,25 +105,30 @@ class TerminalGame:
         return True
 
 
-async def open_campaign(services: Services, name: str, premise: str | None) -> Campaign:
+async def open_campaign(services: Services, name: str, premise: str | None,
+                        language: str | None = None) -> Campaign:
     store = services.store
     campaign = await store.campaign_for_channel(terminal_channel_id(name))
     if campaign is None:
-        campaign = await store.create_campaign(terminal_channel_id(name), name, premise or DEFAULT_PREMISE)
-    elif premise:
-        campaign = await store.update_campaign(campaign.id, premise=premise)
+        campaign = await store.create_campaign(terminal_channel_id(name), name, premise or DEFAULT_PREMISE,
+                                               language=(language or services.translation.model_language).lower())
+    elif premise or language:
+        campaign = await store.update_campaign(campaign.id, premise=premise or None,
+                                               language=language.lower() if language else None)
     return campaign
 
 
 async def play(config: Config, name: str, player: str, premise: str | None,
-               stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+               stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, *, language: str | None = None) -> int:
     def progress(message: str) -> None:
         out.write(f"[{message}]\n")
         out.flush()
 
     services = await build_services(config, progress)
     try:
-        campaign = await open_campaign(services, name, premise)
+        if language and not re.fullmatch(r"[A-Za-z]{2,8}", language):
+            raise EngineError(f"{language!r} is not a language code such as en or ru")
+        campaign = await open_campaign(services, name, premise, language)
         game = TerminalGame(services, campaign, player, out)
         turns = await services.store.turn_count(campaign.id)
         game.say(f"Campaign {campaign.name!r} ({turns} turns so far). {campaign.premise}")

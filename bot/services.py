@@ -8,7 +8,9 @@ from typing import Callable
 
 import aiohttp
 
-from bot.config import Config, PicturesConfig
+from pathlib import Path
+
+from bot.config import Config, PicturesConfig, TranslationConfig
 from engine.embeddings import Embedder
 from engine.errors import Unavailable
 from engine.memory import MemoryBank
@@ -20,6 +22,8 @@ from engine.store import Store
 from engine.summarize import PipelineSummarizer
 from engine.textgen.base import TextBackend
 from engine.textgen.transformers_backend import TransformersBackend, pick_device
+from engine.translate import Translation
+from engine.translators import LibreTranslateProvider, LLMProvider, Provider, YandexProvider
 from engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,7 @@ class Services:
     http: aiohttp.ClientSession  # the one shared session for every HTTP service
     pictures: PictureClient | None  # None: pictures are off
     painter: Painter
+    translation: Translation
 
     @property
     def backend(self) -> TextBackend:
@@ -73,6 +78,20 @@ def picture_client(http: aiohttp.ClientSession, pictures: PicturesConfig) -> Pic
         checkpoint=pictures.checkpoint, timeout_s=pictures.timeout_s))
 
 
+def translation_provider(config: Config, http: aiohttp.ClientSession, backend: TextBackend) -> Provider | None:
+    tr: TranslationConfig = config.translation
+    if tr.provider == "yandex":
+        base = tr.url.rstrip("/")
+        key_file = Path(config.storage.path).parent / "yandex.key"
+        return YandexProvider(tr.timeout_s, str(key_file), site_url=base and base + "/",
+                              api_url=base and base + "/api/v1/tr.json/")
+    if tr.provider == "libretranslate":
+        return LibreTranslateProvider(http, tr.url, tr.timeout_s, tr.api_key())
+    if tr.provider == "llm":
+        return LLMProvider(backend.render, backend.count_tokens)
+    return None
+
+
 async def build_services(
     config: Config, progress: Progress = log.info, *, text_model: TextBackend | None = None,
     embed_model: Embedder | None = None,
@@ -84,6 +103,7 @@ async def build_services(
     mem = config.memory
     store = await Store.open(config.storage.path)
     workers: list[ModelWorker] = []
+    http: aiohttp.ClientSession | None = None
     try:
         text = ModelWorker("text", (lambda: text_model) if text_model else text_loader(config, progress))
         embedder = ModelWorker("embedder", (lambda: embed_model) if embed_model else (
@@ -101,24 +121,29 @@ async def build_services(
         assert backend is not None and embed is not None
         progress(f"models ready: {backend.name}, {embed.id}")
         memory = MemoryBank(store, embedder, embed.id, chunk_chars=mem.chunk_chars)
+        # No kept-alive connections: the picture server is asked once a minute at most, and an idle
+        # pool's cleanup timers would keep the process (and test harnesses) from ever being idle.
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        tr = config.translation
+        translation = Translation(translation_provider(config, http, backend), config.llm.language,
+                                  cache_size=tr.cache_size, failures_to_pause=tr.pause_after, pause_s=tr.pause_s)
         narrator = Narrator(store, memory, backend, NarratorSettings(
             generation=config.llm.generation, context_tokens=config.llm.context_tokens, top_k=mem.top_k,
             min_score=mem.min_score, summarize_every=mem.summarize_every, recent_turns=mem.recent_turns,
             action_max_chars=config.discord.action_max_chars, summary_max_tokens=mem.summary_max_tokens,
             picture_spoiler=config.pictures.spoiler,
-        ), summarizer)
+        ), summarizer, translation)
         run = config.runner
         runner = Runner(narrator.handle, text, batch_size=run.batch_size, batch_wait_ms=run.batch_wait_ms,
                         max_pending_per_channel=run.max_pending_per_channel,
                         max_pending_total=run.max_pending_total, job_timeout_s=run.job_timeout_s)
         await runner.start()
     except BaseException:
+        if http is not None:
+            await http.close()
         for worker in workers:
             await worker.stop()
         await store.close()
         raise
-    # No kept-alive connections: the picture server is asked once a minute at most, and an idle
-    # pool's cleanup timers would keep the process (and test harnesses) from ever being idle.
-    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
     return Services(config, store, text, embedder, summarizer, memory, narrator, runner, http,
-                    picture_client(http, config.pictures), Painter())
+                    picture_client(http, config.pictures), Painter(), translation)

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot.services import Services
 from cogs.common import campaign_here, require_admin
 from cogs.errors import NO_PINGS, friendly
+from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
 from cogs.pictures import PictureDesk
 from cogs.render import NarrationStream, StreamTarget
@@ -20,7 +21,14 @@ from engine.generation import GenerationSettings
 from engine.jobs import Job, JobHandle
 
 log = logging.getLogger(__name__)
-SETTING_NAMES = [*GenerationSettings.names(), "summarize_every", "picture_spoiler", "picture_seed"]
+SETTING_NAMES = ["language", *GenerationSettings.names(), "summarize_every", "picture_spoiler", "picture_seed"]
+LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
+
+
+def language_code(value: str) -> str:
+    if not LANGUAGE.fullmatch(value.strip()):
+        raise BadInput(f"{value!r} is not a language code such as en or ru")
+    return value.strip().lower()
 
 
 def parse_setting(name: str, value: str) -> object:
@@ -45,22 +53,33 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         self.pictures = PictureDesk(services)
         super().__init__()
         self.app_command.add_command(MemoryCommands(services))
+        self.app_command.add_command(GlossaryCommands(services))
 
     # --- campaign ---
     @app_commands.command(description="Start a campaign in this channel")
     @app_commands.describe(premise="What the campaign is about", language="The players' language, e.g. en or ru")
     async def start(self, interaction: discord.Interaction, premise: str = "", language: str = "en") -> None:
         await interaction.response.defer()
-        if not re.fullmatch(r"[A-Za-z]{2,8}", language):
-            raise BadInput(f"{language!r} is not a language code such as en or ru")
+        language = language_code(language)
         channel = interaction.channel
         name = getattr(channel, "name", None) or f"channel-{interaction.channel_id}"
         campaign = await self.services.store.create_campaign(
-            interaction.channel_id or 0, name, premise.strip(), language=language.lower())
+            interaction.channel_id or 0, name, premise.strip(), language=language)
         about = f" {campaign.premise}" if campaign.premise else ""
         await interaction.followup.send(
             f"🎲 A new campaign begins in this channel.{about}\nWrite what your characters do as ordinary "
-            "messages, then use `/dm continue` and the DM narrates.", allowed_mentions=NO_PINGS)
+            f"messages, then use `/dm continue` and the DM narrates.{self.language_note(language)}",
+            allowed_mentions=NO_PINGS)
+
+    def language_note(self, language: str) -> str:
+        translation = self.services.translation
+        if translation.needed(language):
+            return (f"\n🌐 Played in `{language}`; the DM thinks in `{translation.model_language}` and "
+                    "translates both ways. Keep names right with `/dm glossary add`.")
+        if language != translation.model_language:
+            return (f"\n🌐 Translation is off on this bot, so the DM answers in `{translation.model_language}` "
+                    "(the host can set a provider under [translation] in config.toml).")
+        return ""
 
     @app_commands.command(description="End this channel's campaign (its story is kept)")
     async def end(self, interaction: discord.Interaction) -> None:
@@ -105,14 +124,20 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
             position = handle.position()
             await target.show(0, f"⏳ Waiting for the DM: {position} ahead of this one.")
             await handle.moved(position)
+        campaign = await self.services.store.get_campaign(handle.job.campaign_id)
+        live = campaign and self.services.translation.live(
+            campaign.language, await self.services.store.glossary(campaign.id))
+        shown = ""
         try:
             async for text in handle.updates():
-                await stream.update(text)
+                shown = await live.update(text) if live else text
+                await stream.update(shown)
             result = await handle.result()
         except EngineError as exc:
-            await stream.finish(handle.text.strip() or friendly(exc), note=friendly(exc) if handle.text.strip() else "")
+            await stream.finish(shown.strip() or friendly(exc), note=friendly(exc) if shown.strip() else "")
             return
-        await stream.finish(result.turn.narration, note=f"{note} · turn {result.turn.number}" if note else "")
+        notes = [*result.notes, f"{note} · turn {result.turn.number}" if note else ""]
+        await stream.finish(result.turn.posted, note="\n-# ".join(n for n in notes if n))
 
     # --- pictures ---
     @app_commands.command(description="Paint the current scene")
@@ -161,7 +186,12 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         narrator, store = self.services.narrator, self.services.store
         campaign = await campaign_here(self.services, interaction)
         overrides = dict(campaign.settings)
-        if name is not None:
+        if name == "language":
+            if value is None:
+                raise BadInput("give a language code such as en or ru")
+            language = language_code("en" if value.strip().lower() == "default" else value)
+            campaign = await store.update_campaign(campaign.id, language=language)
+        elif name is not None:
             if value is None:
                 raise BadInput(f"give a value for {name} (or 'default')")
             if value.strip().lower() == "default":
@@ -172,7 +202,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
             campaign = await store.update_campaign(campaign.id, settings=overrides)
         effective = narrator.campaign_settings(campaign)
         values = {**effective.generation.to_dict(), "summarize_every": effective.summarize_every}
-        lines = [f"`{k}` = {v}{' *(this campaign)*' if k in campaign.settings else ''}" for k, v in values.items()]
-        head = f"✅ {name} set.\n" if name else ""
+        lines = [f"`language` = {campaign.language}", *(
+            f"`{k}` = {v}{' *(this campaign)*' if k in campaign.settings else ''}" for k, v in values.items())]
+        head = f"✅ {name} set.{self.language_note(campaign.language) if name == 'language' else ''}\n" if name else ""
         await interaction.followup.send(head + "\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
 

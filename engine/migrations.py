@@ -79,6 +79,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (campaign_id, name)
     );
     """,
+    # 3: translation. The engine works in the model's language; what players wrote and read is kept
+    # beside it, and a glossary keeps names the same both ways.
+    """
+    ALTER TABLE actions ADD COLUMN original TEXT;  -- as the player wrote it, when `text` is a translation
+    ALTER TABLE turns ADD COLUMN shown TEXT;       -- the narration as posted, when translated
+    CREATE TABLE glossary (
+        campaign_id  INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        source       TEXT    NOT NULL COLLATE NOCASE,  -- in the players' language
+        target       TEXT    NOT NULL,                 -- in the model's language
+        auto         INTEGER NOT NULL DEFAULT 0 CHECK (auto IN (0, 1)),  -- 1: a player's name, added by itself
+        PRIMARY KEY (campaign_id, source)
+    );
+    """,
 )
 
 

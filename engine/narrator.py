@@ -1,6 +1,8 @@
 """The turn pipeline: recall -> prompt within budget -> generate (streamed) -> commit -> summarise."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
 from engine.store import Action, Campaign, Store, Turn
 from engine.summarize import PipelineSummarizer, story_text, summary_prompt, summary_settings
 from engine.textgen.base import TextBackend
+from engine.translate import Translation
 from engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class TurnResult:
     recalled: tuple[Recalled, ...]
     prompt_tokens: int
     turns_in_prompt: int
+    notes: tuple[str, ...] = ()  # for the players, e.g. that translation failed this time
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,11 @@ def _check(name: str, value: object, kind: type, low: int = 0, high: int = 0) ->
 class Narrator:
     def __init__(
         self, store: Store, memory: MemoryBank, backend: TextBackend, settings: NarratorSettings,
-        summarizer: ModelWorker[PipelineSummarizer] | None = None,
+        summarizer: ModelWorker[PipelineSummarizer] | None = None, translation: Translation | None = None,
     ) -> None:
         self.store, self.memory, self.backend, self.settings = store, memory, backend, settings
         self.summarizer = summarizer
+        self.translation = translation or Translation(None, "en")
 
     # --- outside jobs: quick, no model ---
     async def add_action(self, campaign_id: int, author_id: int, author_name: str, text: str) -> tuple[Action, str | None]:
@@ -71,7 +76,9 @@ class Narrator:
         if not text or not text.strip():
             raise BadInput("an empty action: write what your character does")
         kept, was_cut = cut_action(text, self.settings.action_max_chars)
-        action = await self.store.add_action(campaign_id, author_id, author_name.strip() or "Someone", kept)
+        name = author_name.strip() or "Someone"
+        action = await self.store.add_action(campaign_id, author_id, name, kept)
+        await self.store.set_term(campaign_id, name, name, auto=True)  # names stay names in translation
         note = f"your action was cut to {self.settings.action_max_chars} characters" if was_cut else None
         return action, note
 
@@ -112,10 +119,13 @@ class Narrator:
         turns = await self.store.recent_turns(campaign.id, self.settings.recent_turns)
         if not actions and not extra.strip() and not turns and not campaign.premise:
             raise BadInput("nothing to narrate yet: write what your characters do first")
+        notes: list[str] = []
+        actions, extra = await self._translate_in(campaign, actions, extra, ctx, notes)
         narration, recalled, built = await self._narrate(campaign, turns, actions, extra, ctx)
+        shown = await self._translate_out(campaign, narration, ctx, notes)
         entries = await self.memory.turn_entries(actions, narration)
-        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in actions], narration, entries)
-        result = TurnResult(turn, tuple(recalled), built.tokens, built.turns_used)
+        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in actions], narration, entries, shown)
+        result = TurnResult(turn, tuple(recalled), built.tokens, built.turns_used, tuple(notes))
         ctx.resolve(result)  # players see the turn now; the summary below still holds the channel
         await self._summarise(campaign, ctx, force=False)
         return result
@@ -127,9 +137,49 @@ class Narrator:
             raise BadInput("there is no narration to retry yet")
         turns = [t for t in await self.store.recent_turns(campaign.id, self.settings.recent_turns + 1) if t.id != last.id]
         narration, recalled, built = await self._narrate(campaign, turns[-self.settings.recent_turns:], last.actions, "", ctx)
+        notes: list[str] = []
+        shown = await self._translate_out(campaign, narration, ctx, notes)
         entries = await self.memory.turn_entries(last.actions, narration)
-        turn, _ = await self.store.replace_narration(last.id, narration, entries)
-        return TurnResult(turn, tuple(recalled), built.tokens, built.turns_used)
+        turn, _ = await self.store.replace_narration(last.id, narration, entries, shown)
+        return TurnResult(turn, tuple(recalled), built.tokens, built.turns_used, tuple(notes))
+
+    # --- translation: the story is kept in the model's language, what players read beside it ---
+    async def _translate_in(self, campaign: Campaign, actions: list[Action], extra: str, ctx: JobContext,
+                            notes: list[str]) -> tuple[list[Action], str]:
+        if not self.translation.needed(campaign.language):
+            return actions, extra
+        glossary = await self.store.glossary(campaign.id)
+        done: dict[int, str] = {}
+        try:
+            for action in actions:
+                if action.original is None:
+                    done[action.id] = await self.translation.to_model(action.text, campaign.language, glossary,
+                                                                      ctx.generate)
+            if extra.strip():
+                extra = await self.translation.to_model(extra, campaign.language, glossary, ctx.generate)
+        except Unavailable as exc:  # the turn goes on with what is untranslated
+            self._note(campaign, exc, notes)
+        if done:
+            await self.store.translate_actions(done)
+        return [dataclasses.replace(a, text=done[a.id], original=a.text) if a.id in done else a
+                for a in actions], extra
+
+    async def _translate_out(self, campaign: Campaign, narration: str, ctx: JobContext,
+                             notes: list[str]) -> str | None:
+        if not self.translation.needed(campaign.language):
+            return None
+        try:
+            return await self.translation.to_players(narration, campaign.language,
+                                                     await self.store.glossary(campaign.id), ctx.generate)
+        except Unavailable as exc:
+            self._note(campaign, exc, notes)
+            return None
+
+    def _note(self, campaign: Campaign, error: Unavailable, notes: list[str]) -> None:
+        log.warning("translation for campaign %s failed: %s", campaign.id, error)
+        note = self.translation.outage_note(campaign.id, error)
+        if note:
+            notes.append(note)
 
     async def _narrate(self, campaign: Campaign, turns: Sequence[Turn], actions: Sequence[Action], extra: str,
                        ctx: JobContext):
@@ -158,6 +208,10 @@ class Narrator:
         """The current scene, condensed by the text model into a prompt for the picture server."""
         campaign = await self.campaign(job.campaign_id)
         focus = str(job.payload.get("focus", "")).strip()[:200]
+        if focus and self.translation.needed(campaign.language):  # the picture server reads English
+            with contextlib.suppress(Unavailable):
+                focus = await self.translation.to_model(focus, campaign.language,
+                                                        await self.store.glossary(campaign.id), ctx.generate)
         scene = story_text(await self.store.recent_turns(campaign.id, 3))[-1500:] or campaign.premise
         if not scene and not focus:
             raise BadInput("there is no scene to paint yet: play a turn first, or give a focus")

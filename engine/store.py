@@ -26,8 +26,8 @@ from engine.migrations import apply_migrations
 log = logging.getLogger(__name__)
 
 _CAMPAIGN_COLUMNS = "id, channel_id, name, premise, style, language, settings, active, created"
-_ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id"
-_TURN_COLUMNS = "id, campaign_id, number, narration, created"
+_ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id, original"
+_TURN_COLUMNS = "id, campaign_id, number, narration, created, shown"
 _MEMORY_COLUMNS = (
     "id, campaign_id, kind, text, vector, embedder, turn_from, turn_to, pinned, created"
 )
@@ -56,6 +56,11 @@ class Action:
     text: str
     created: float
     turn_id: int | None
+    original: str | None = None  # as the player wrote it, when `text` is its translation
+
+    @property
+    def written(self) -> str:
+        return self.original if self.original is not None else self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,11 @@ class Turn:
     narration: str
     actions: tuple[Action, ...]
     created: float
+    shown: str | None = None  # the narration as posted, when translated
+
+    @property
+    def posted(self) -> str:
+        return self.shown if self.shown is not None else self.narration
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -243,6 +253,13 @@ class Store:
                 " VALUES (?, ?, ?, ?, ?)", (campaign_id, author_id, author_name, text, created))
         return Action(cursor.lastrowid, campaign_id, author_id, author_name, text, created, None)
 
+    async def translate_actions(self, translations: dict[int, str]) -> None:
+        """Swap pending actions' text for its translation, keeping what the player wrote beside it."""
+        async with self._write() as conn:
+            await conn.executemany(
+                "UPDATE actions SET original = text, text = ? WHERE id = ? AND original IS NULL"
+                " AND turn_id IS NULL", [(text, action_id) for action_id, text in translations.items()])
+
     async def pending_actions(self, campaign_id: int) -> list[Action]:
         rows = await self._rows(
             f"SELECT {_ACTION_COLUMNS} FROM actions WHERE campaign_id = ? AND turn_id IS NULL"
@@ -268,10 +285,11 @@ class Store:
                 f"SELECT {_ACTION_COLUMNS} FROM actions WHERE turn_id IN {_IDS} ORDER BY id",
                 (json.dumps(list(actions)),)):
             actions[row[6]].append(Action(*row))
-        return [Turn(*row[:4], tuple(actions[row[0]]), row[4]) for row in rows]
+        return [Turn(*row[:4], tuple(actions[row[0]]), row[4], row[5]) for row in rows]
 
     async def commit_turn(self, campaign_id: int, action_ids: Sequence[int], narration: str,
-                          memories: Sequence[NewMemory] = ()) -> tuple[Turn, list[Memory]]:
+                          memories: Sequence[NewMemory] = (), shown: str | None = None,
+                          ) -> tuple[Turn, list[Memory]]:
         """Insert the next turn, consume its pending actions and add its memories, atomically.
 
         Memories without a turn range get this turn's number. If any action is no longer pending
@@ -280,9 +298,9 @@ class Store:
         ids = list(dict.fromkeys(int(i) for i in action_ids))
         async with self._write() as conn:
             cursor = await conn.execute(
-                "INSERT INTO turns (campaign_id, number, narration, created) SELECT ?,"
-                " COALESCE(MAX(number), 0) + 1, ?, ? FROM turns WHERE campaign_id = ?",
-                (campaign_id, narration, time.time(), campaign_id))
+                "INSERT INTO turns (campaign_id, number, narration, created, shown) SELECT ?,"
+                " COALESCE(MAX(number), 0) + 1, ?, ?, ? FROM turns WHERE campaign_id = ?",
+                (campaign_id, narration, time.time(), shown, campaign_id))
             turn_id = cursor.lastrowid
             cursor = await conn.execute(
                 f"UPDATE actions SET turn_id = ? WHERE campaign_id = ? AND turn_id IS NULL"
@@ -295,12 +313,12 @@ class Store:
             self._memories_changed(campaign_id)
         return turn, added
 
-    async def replace_narration(self, turn_id: int, narration: str,
-                                memories: Sequence[NewMemory] = ()) -> tuple[Turn, list[Memory]]:
+    async def replace_narration(self, turn_id: int, narration: str, memories: Sequence[NewMemory] = (),
+                                shown: str | None = None) -> tuple[Turn, list[Memory]]:
         """For a retry: new narration, and this turn's own exact memories swapped for new ones."""
         async with self._write() as conn:
             cursor = await conn.execute(
-                "UPDATE turns SET narration = ? WHERE id = ?", (narration, turn_id))
+                "UPDATE turns SET narration = ?, shown = ? WHERE id = ?", (narration, shown, turn_id))
             if cursor.rowcount == 0:
                 raise BadInput(f"there is no turn {turn_id}")
             (turn,) = await self._turns(conn, "id = ?", (turn_id,))
@@ -450,3 +468,30 @@ class Store:
         rows = await self._rows("SELECT name, description FROM looks WHERE campaign_id = ? ORDER BY name",
                                 (campaign_id,))
         return {name: description for name, description in rows}
+
+    # --- glossary: names and terms that translation keeps the same both ways ---
+    async def set_term(self, campaign_id: int, source: str, target: str, *, auto: bool = False) -> None:
+        """Add or change an entry; an automatic one (a player's name) never overwrites another."""
+        same = [s for s in await self.glossary(campaign_id) if s.casefold() == source.casefold()]
+        if auto and same:
+            return
+        async with self._write() as conn:
+            await conn.executemany("DELETE FROM glossary WHERE campaign_id = ? AND source = ?",
+                                   [(campaign_id, s) for s in same])
+            await conn.execute(  # two messages of one new player at once: the second one finds the first
+                "INSERT INTO glossary (campaign_id, source, target, auto) VALUES (?, ?, ?, ?) ON CONFLICT"
+                f" (campaign_id, source) DO {'NOTHING' if auto else 'UPDATE SET target = excluded.target, auto = 0'}",
+                (campaign_id, source, target, int(auto)))
+
+    async def remove_term(self, campaign_id: int, source: str) -> bool:
+        # SQLite's NOCASE folds ASCII only: "брам" must still find "Брам".
+        same = [s for s in await self.glossary(campaign_id) if s.casefold() == source.casefold()]
+        async with self._write() as conn:
+            cursor = await conn.executemany("DELETE FROM glossary WHERE campaign_id = ? AND source = ?",
+                                            [(campaign_id, s) for s in same])
+        return bool(same) and cursor.rowcount != 0
+
+    async def glossary(self, campaign_id: int) -> dict[str, str]:
+        rows = await self._rows("SELECT source, target FROM glossary WHERE campaign_id = ? ORDER BY source",
+                                (campaign_id,))
+        return {source: target for source, target in rows}

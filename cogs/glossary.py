@@ -1,0 +1,58 @@
+"""/dm glossary: names and terms translation keeps the same both ways (players' names join by themselves)."""
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+
+from bot.services import Services
+from cogs.common import campaign_here
+from cogs.errors import NO_PINGS
+from engine.errors import BadInput
+
+MAX_TERM = 80
+
+
+def shown(text: str) -> str:
+    return discord.utils.escape_markdown(text)
+
+
+class GlossaryCommands(app_commands.Group):
+    def __init__(self, services: Services) -> None:
+        super().__init__(name="glossary", description="Names and terms kept the same when translating")
+        self.services = services
+
+    @app_commands.command(description="Keep a name or term as given, both ways (e.g. Брам → Bram)")
+    @app_commands.describe(source="As the players write it", target="As the DM's model should read it")
+    async def add(self, interaction: discord.Interaction, source: str, target: str) -> None:
+        await interaction.response.defer(ephemeral=True)
+        campaign = await campaign_here(self.services, interaction)
+        source, target = " ".join(source.split()), " ".join(target.split())
+        if not source or not target:
+            raise BadInput("give both the players' word and the model's word")
+        if len(source) > MAX_TERM or len(target) > MAX_TERM:
+            raise BadInput(f"glossary entries are names and terms of at most {MAX_TERM} characters")
+        await self.services.store.set_term(campaign.id, source, target)
+        await interaction.followup.send(f"📖 **{shown(source)}** ↔ **{shown(target)}**", ephemeral=True,
+                                        allowed_mentions=NO_PINGS)
+
+    @app_commands.command(description="Remove a glossary entry")
+    @app_commands.describe(source="The entry as the players write it")
+    async def remove(self, interaction: discord.Interaction, source: str) -> None:
+        await interaction.response.defer(ephemeral=True)
+        campaign = await campaign_here(self.services, interaction)
+        if not await self.services.store.remove_term(campaign.id, " ".join(source.split())):
+            raise BadInput(f"the glossary has no entry {source!r}")
+        await interaction.followup.send(f"🗑️ **{shown(source)}** left the glossary.", ephemeral=True,
+                                        allowed_mentions=NO_PINGS)
+
+    @app_commands.command(description="List this campaign's glossary")
+    async def show(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True)
+        campaign = await campaign_here(self.services, interaction)
+        glossary = await self.services.store.glossary(campaign.id)
+        lines = [f"• {shown(s)} ↔ {shown(t)}" if s != t else f"• {shown(s)} (kept as it is)"
+                 for s, t in glossary.items()]
+        text = "\n".join(["**Glossary**", *lines]) if lines else "The glossary is empty."
+        if len(text) > 1900:
+            text = text[:1900].rsplit("\n", 1)[0] + "\n…"
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)

@@ -1,0 +1,115 @@
+"""Discord text taken apart for a translator and put together again.
+
+Machine translation breaks markdown (SillyTavern users see Russian translation eat asterisks and
+quotes), mentions, links and names. So before translation every such piece becomes a numbered
+placeholder that translators leave alone, and afterwards the placeholders become the pieces again.
+Text is also cut into sentences, so narration can be translated while it streams.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+OPEN, CLOSE = "⟦", "⟧"
+_PLACEHOLDER = re.compile(rf"{OPEN}\s*(\d+)\s*{CLOSE}")
+_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)  # a code block, even one still being written
+# Kept word for word: inline code, Discord mentions / channels / roles / emoji / timestamps, links,
+# @everyone, :shortcodes:.
+_VERBATIM = re.compile(
+    r"`[^`\n]+`|<(?:@[!&]?|#)\d+>|<a?:\w+:\d+>|<t:-?\d+(?::[tTdDfFR])?>|<?https?://[^\s>]+>?"
+    r"|@(?:everyone|here)\b|:[a-z0-9_+-]+:"
+)
+# Markup kept in place while the words around it are translated.
+_MARKS = re.compile(
+    r"^(?:>>> |> |-# |#{1,3} |[-*] )|\*{1,3}|(?<!\w)_{1,2}|_{1,2}(?!\w)|~~|\|\||[\"«»„“”]",
+    re.MULTILINE,
+)
+# A sentence ends at . ! ? or … (with any closing quotes or marks) before a space, or at a line end.
+_BREAK = re.compile(r"(?<=[.!?…])([\"'»”)\]*_~|]*)([ \t]+)|[ \t]*\n\s*")
+
+
+@dataclass(frozen=True)
+class Masked:
+    text: str  # what the translator sees
+    pieces: tuple[str, ...]  # what each placeholder stands for, in the translated text
+    marks: frozenset[int]  # placeholders that are only markup (dropped if the translator lost them)
+
+
+def mask(text: str, terms: dict[str, str] | None = None) -> Masked:
+    """Placeholders for verbatim pieces, glossary terms (restored as their translation) and markup."""
+    pieces: list[str] = []
+    marks: set[int] = set()
+
+    def hold(piece: str, is_mark: bool = False) -> str:
+        pieces.append(piece)
+        if is_mark:
+            marks.add(len(pieces) - 1)
+        return f"{OPEN}{len(pieces) - 1}{CLOSE}"
+
+    text = _VERBATIM.sub(lambda m: hold(m.group(0)), text)
+    if terms:
+        # Longest first, whole words only, so "Bram" inside "Brambles" stays a word to translate.
+        names = sorted((t for t in terms if t.strip()), key=len, reverse=True)
+        lookup = {name.casefold(): terms[name] for name in names}
+        pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
+        text = pattern.sub(lambda m: hold(lookup[m.group(0).casefold()]), text) if names else text
+    text = _MARKS.sub(lambda m: hold(m.group(0), True), text)
+    return Masked(text, tuple(pieces), frozenset(marks))
+
+
+def unmask(translated: str, masked: Masked) -> str:
+    """The translation with its placeholders replaced; pieces the translator lost are appended
+    (a mention or a link must not vanish), lost markup is dropped rather than left unbalanced."""
+    seen: set[int] = set()
+
+    def put(match: re.Match) -> str:
+        number = int(match.group(1))
+        if number >= len(masked.pieces):
+            return ""
+        seen.add(number)
+        return masked.pieces[number]
+
+    text = _PLACEHOLDER.sub(put, translated)
+    lost = [masked.pieces[i] for i in range(len(masked.pieces)) if i not in seen and i not in masked.marks]
+    return " ".join([text.rstrip(), *lost]) if lost else text
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str  # a sentence, or a code block
+    gap: str  # the whitespace after it, kept as it was
+    verbatim: bool = False  # a code block: never translated
+
+
+def pieces(text: str) -> list[Piece]:
+    """The text as sentences and code blocks; joining text+gap of all pieces gives it back exactly."""
+    out: list[Piece] = []
+    start = 0
+    for fence in _FENCE.finditer(text):
+        out += _sentences(text[start:fence.start()])
+        out.append(Piece(fence.group(0), "", verbatim=True))
+        start = fence.end()
+    out += _sentences(text[start:])
+    return [p for p in out if p.text or p.gap]
+
+
+def _sentences(text: str) -> list[Piece]:
+    out, start = [], 0
+    for match in _BREAK.finditer(text):
+        end = match.start() + len(match.group(1) or "")
+        out.append(Piece(text[start:end], text[end:match.end()]))
+        start = match.end()
+    out.append(Piece(text[start:], ""))
+    return out
+
+
+def complete_prefix(text: str) -> int:
+    """How much of a text that is still growing holds only finished sentences and code blocks."""
+    blocks = [(m.start(), m.end()) for m in _FENCE.finditer(text)]
+    if text.count("```") % 2:  # a code block still being written: nothing from its start on
+        text = text[: blocks.pop()[0]]
+    last = max((end for _, end in blocks), default=0)
+    for match in _BREAK.finditer(text):
+        if not any(start < match.start() < end for start, end in blocks):
+            last = max(last, match.end())
+    return last

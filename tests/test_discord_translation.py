@@ -1,0 +1,135 @@
+"""A Russian table through SimCord: players write and read Russian while the engine works in English.
+
+The translator is a real HTTP server on loopback (tests/translate_server.py) answering the Yandex
+endpoints that yandexfreetranslate calls; its "translation" is a small dictionary plus Latin <->
+Cyrillic transliteration, so an English word that reaches a player would be plain to see.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from discord_world import ADMIN_ROLE, reply_text
+from sd_server import ServerThread
+from cogs.render import WRITING
+from test_discord import close_services, make_bot, model, simcord_bot, start, world  # noqa: F401 (fixtures)
+from translate_server import TranslateServer, fake_translate
+
+pytestmark = pytest.mark.simcord(settle_timeout=120)
+LATIN_WORD = re.compile(r"\b[A-Za-z]{3,}\b")
+NARRATION = '*Aria draws her sword.* "Who is there?" asks the innkeeper. The dragon sleeps.'
+
+
+@pytest.fixture
+def translator():
+    thread = ServerThread(TranslateServer())
+    yield thread.start()
+    thread.stop()
+
+
+@pytest.fixture
+def bot_config(make_config, translator):
+    return make_config(
+        llm={"generation": {"max_new_tokens": 8}}, memory={"summarize_every": 0}, runner={"batch_wait_ms": 5},
+        discord={"admin_role": ADMIN_ROLE},
+        translation={"provider": "yandex", "url": translator.url, "timeout_s": 2.0, "pause_after": 2,
+                     "pause_s": 60.0})
+
+
+async def russian_table(world):
+    result = await world.slash(world.gm, world.table, "dm start", premise="Таверна на краю леса.", language="ru")
+    assert "🌐 Played in `ru`" in reply_text(result)
+    return await world.store.campaign_for_channel(world.table.id)
+
+
+def edits_of_original(world) -> list[str]:
+    return [str((e.json or {}).get("content")) for e in world.requests
+            if e.method == "PATCH" and e.path.endswith("/messages/@original")]
+
+
+async def test_players_write_and_read_russian_while_the_prompt_is_english(world, model, translator):
+    campaign = await russian_table(world)
+    await world.alice.send(world.table, "Я достаю свой меч и иду в таверну.")
+    model.script = NARRATION
+    edits_before = len(edits_of_original(world))
+    posted = reply_text(await world.slash(world.alice, world.table, "dm continue"))
+
+    # The model saw English: the action translated, labelled with the player's name.
+    prompt = model.calls[-1][0]
+    assert "Aria: I draw my sword and go into tavern." in prompt and "достаю" not in prompt
+    # The players read Russian, with the markup and the quotes in place and the name kept as a name.
+    assert posted.startswith("*Aria дравс хер меч.* \"") and "трактирщик" in posted and "дракон спит" in posted
+    assert [w for w in LATIN_WORD.findall(posted) if w != "Aria"] == []
+    for edit in edits_of_original(world)[edits_before:]:  # not even while streaming does English show
+        assert [w for w in LATIN_WORD.findall(edit.replace(WRITING, "")) if w != "Aria"] == [], edit
+
+    # Inside, the story and the memories are English; what players wrote and read is kept beside it.
+    turn = await world.store.last_turn(campaign.id)
+    assert turn.narration == NARRATION and turn.shown == posted
+    (action,) = turn.actions
+    assert (action.text, action.original) == ("I draw my sword and go into tavern.", "Я достаю свой меч и иду в таверну.")
+    memories = [m.text for m in await world.store.memories(campaign.id)]
+    assert "Aria: I draw my sword and go into tavern." in memories and NARRATION in memories
+    assert await world.store.glossary(campaign.id) == {"Aria": "Aria"}  # filled from the players' names
+
+
+async def test_the_glossary_keeps_names_both_ways(world, model, translator):
+    campaign = await russian_table(world)
+    added = reply_text(await world.slash(world.alice, world.table, "dm glossary add", source="Брам", target="Bram"))
+    assert added == "📖 **Брам** ↔ **Bram**"
+    await world.bob.send(world.table, "Привет, Брам! Я открываю дверь.")
+    model.script = "Bram opens the door. Bram says hello."
+    posted = reply_text(await world.slash(world.bob, world.table, "dm continue"))
+    assert "Bram: Hello, Bram! I open door." in model.calls[-1][0]
+    assert posted == "Брам опенс тхе дверь. Брам говорит привет."
+
+    listed = reply_text(await world.slash(world.bob, world.table, "dm glossary show"))
+    assert "Брам ↔ Bram" in listed and "Bram (kept as it is)" in listed  # Bob's nick joined by itself
+    gone = reply_text(await world.slash(world.gm, world.table, "dm glossary remove", source="брам"))
+    assert "left the glossary" in gone and "Брам" not in await world.store.glossary(campaign.id)
+    missing = reply_text(await world.slash(world.gm, world.table, "dm glossary remove", source="Гэндальф"))
+    assert "has no entry" in missing
+    blank = reply_text(await world.slash(world.gm, world.table, "dm glossary add", source=" ", target="x"))
+    assert "Give both" in blank
+
+
+async def test_a_broken_translator_leaves_the_turn_untranslated_tells_once_and_is_tried_again(world, model, translator):
+    campaign = await russian_table(world)
+    translator.mode = "down"
+    await world.alice.send(world.table, "Я открываю дверь.")
+    model.script = "The door creaks open."
+    first = reply_text(await world.slash(world.alice, world.table, "dm continue"))
+    assert first.startswith("The door creaks open.") and "translation is unavailable" in first
+    assert [a.original for a in (await world.store.last_turn(campaign.id)).actions] == [None]  # kept as written
+
+    asked = len(translator.texts)
+    await world.alice.send(world.table, "Кто там?")
+    second = reply_text(await world.slash(world.alice, world.table, "dm continue"))
+    assert second == "The door creaks open."  # told once, not at every turn
+    assert len(translator.texts) == asked  # paused: the broken service is left alone for a while
+
+    translator.mode = "ok"
+    await world.env.advance_time(61)
+    await world.alice.send(world.table, "Привет!")
+    third = reply_text(await world.slash(world.alice, world.table, "dm continue"))
+    assert third == fake_translate("The door creaks open.", "en", "ru") == "Тхе дверь цреакс открываю."
+    assert "Aria: Hello!" in model.calls[-1][0]
+
+    translator.mode = "garbage"  # a new outage is told again
+    await world.alice.send(world.table, "Кто там?")
+    fourth = reply_text(await world.slash(world.alice, world.table, "dm continue"))
+    assert "translation is unavailable" in fourth
+
+
+async def test_language_setting_and_a_bot_without_translation(world, model, translator):
+    campaign = await russian_table(world)
+    changed = reply_text(await world.slash(world.gm, world.table, "dm settings", name="language", value="en"))
+    assert changed.startswith("✅ language set.") and "`language` = en" in changed
+    assert (await world.store.get_campaign(campaign.id)).language == "en"
+    await world.alice.send(world.table, "I open the door.")
+    model.script = "The door creaks open."
+    asked = len(translator.texts)
+    assert reply_text(await world.slash(world.alice, world.table, "dm continue")) == "The door creaks open."
+    assert len(translator.texts) == asked  # an English campaign never calls the translator
+    bad = reply_text(await world.slash(world.gm, world.table, "dm settings", name="language", value="русский"))
+    assert "not a language code" in bad
