@@ -124,10 +124,10 @@ async def play(config: Config, name: str, player: str, premise: str | None,
         out.write(f"[{message}]\n")
         out.flush()
 
+    if language and not re.fullmatch(r"[A-Za-z]{2,8}", language):  # before minutes of model loading
+        raise EngineError(f"{language!r} is not a language code such as en or ru")
     services = await build_services(config, progress)
     try:
-        if language and not re.fullmatch(r"[A-Za-z]{2,8}", language):
-            raise EngineError(f"{language!r} is not a language code such as en or ru")
         campaign = await open_campaign(services, name, premise, language)
         game = TerminalGame(services, campaign, player, out)
         turns = await services.store.turn_count(campaign.id)

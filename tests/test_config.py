@@ -197,6 +197,15 @@ def test_default_token_env(monkeypatch):
     ("runner = 3\n", "runner must be a table, not 3"),
     ("[llm]\ncontext_tokens = 256\n[llm.generation]\nmax_new_tokens = 300\n",
      "llm.generation.max_new_tokens must be less than llm.context_tokens (256), not 300"),
+    ('[translation]\nprovider = "google"\n',
+     'translation.provider must be one of "none", "yandex", "llm", "libretranslate", not "google"'),
+    ('[translation]\nprovider = "libretranslate"\n',
+     'translation.url must be the LibreTranslate server\'s address when provider = "libretranslate"'),
+    ('[translation]\nurl = "localhost:5000"\n',
+     'translation.url must be an http:// or https:// URL, or empty, not "localhost:5000"'),
+    ("[translation]\npause_after = 0\n", "translation.pause_after must be between 1 and 100, not 0"),
+    ('[translation]\napi_key = "k"\n', "unknown key translation.api_key: secrets are not read from the file;"
+     " set the environment variable named by translation.api_key_env"),
 ])
 def test_errors_are_one_line_naming_the_key(tmp_path, text, message):
     assert error_of(tmp_path, text) == message

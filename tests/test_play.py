@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -48,3 +49,24 @@ def test_play_refuses_a_blank_campaign_turn_and_a_broken_config_clearly(tmp_path
     missing = play(write_config(tmp_path, 'model = "/nowhere/model.gguf"\n'), ["/quit"])
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines()[-1] == "error: model file not found: /nowhere/model.gguf"
+
+
+def test_play_in_russian_through_a_translator(tmp_path):
+    from sd_server import ServerThread
+    from translate_server import TranslateServer
+
+    thread = ServerThread(TranslateServer())
+    server = thread.start()
+    try:
+        config = write_config(tmp_path, f'[translation]\nprovider = "yandex"\nurl = "{server.url}"\n')
+        result = play(config, ["Я открываю дверь.", "/memory", "/quit"], "--language", "ru", "--player", "Aria")
+    finally:
+        thread.stop()
+    assert result.returncode == 0, result.stderr
+    (dm,) = [line for line in result.stdout.splitlines() if line.startswith("> DM: ")]
+    narration = dm.removeprefix("> DM: ")
+    assert re.search("[а-яА-Я]", narration) and not re.findall(r"\b[A-Za-z]{3,}\b", narration.replace("Aria", ""))
+    assert "Aria: I open door." in result.stdout  # /memory: the story is kept in English
+    assert "Я открываю дверь." in server.texts
+    bad = play(config, ["/quit"], "--language", "русский")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: 'русский' is not a language code such as en or ru"
