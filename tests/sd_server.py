@@ -31,6 +31,11 @@ class SDServer:
     step: int = 0
     steps: int = 0
     url: str = ""
+    # > 0: stop after this step until release() or an interrupt, with `held` set meanwhile (a test
+    # that cannot lean on wall-clock time holds the picture half done and lets it go when it wants)
+    hold_at: int = 0
+    held: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -58,6 +63,10 @@ class SDServer:
         self.steps, self.step, stop_at = body["steps"], 0, self.interrupted
         for self.step in range(1, self.steps + 1):
             await asyncio.sleep(self.step_delay)
+            if self.step == self.hold_at:
+                self.held.set()
+                while not self.released.is_set() and self.interrupted == stop_at:
+                    await asyncio.sleep(0.01)
             if self.interrupted != stop_at:
                 break
         if self.mode == "not_json":
@@ -76,6 +85,10 @@ class SDServer:
         return web.json_response({"progress": fraction, "eta_relative": (self.steps - self.step) * self.step_delay,
                                   "state": {"sampling_step": self.step, "sampling_steps": self.steps},
                                   "current_image": preview, "textinfo": None})
+
+    def release(self) -> None:
+        """Let a picture held at `hold_at` go on to its last step."""
+        self.released.set()
 
     async def interrupt(self, request: web.Request) -> web.Response:
         self.interrupted += 1

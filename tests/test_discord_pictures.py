@@ -1,9 +1,14 @@
 """/dm picture through SimCord against a real AUTOMATIC1111-like server on loopback (in its own thread).
 
-Progress edits, Cancel and the picture timeout depend on timers, which SimCord runs on a virtual clock
-that only moves between operations; those are tested against the same server in test_pictures.py.
+Progress edits and Cancel run on SimCord's virtual clock: the `painting` fixture declares the two waits
+that are outside input (the txt2img request, and the wait for 'the picture or the next progress poll'),
+so the poll ticks only when the test calls `advance_time`, and the server holds the picture half done
+until the test releases it or Cancel interrupts it. The picture timeout itself is tested in
+test_pictures.py.
 """
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from sd_server import SDServer, ServerThread
@@ -30,7 +35,7 @@ async def simcord_bot(make_config, text_backend, embedder, pictures_config, requ
 
     marker = request.node.get_closest_marker("pictures")
     config = make_config(llm={"generation": {"max_new_tokens": 8}}, memory={"summarize_every": 0},
-                         pictures=(marker.kwargs if marker else pictures_config))
+                         pictures={**pictures_config, **(marker.kwargs if marker else {})})
     bot = create_bot(config, text_model=text_backend, embed_model=embedder)
     yield bot
     if bot.services is not None:  # SimCord detaches the bot without closing it
@@ -60,7 +65,6 @@ async def test_pictures_off_says_how_to_turn_them_on(simcord_env):
 
 
 async def test_a_picture_arrives_as_a_spoiler_with_progress_looks_and_focus(simcord_env, sd):
-    sd.step_delay = 0.6  # long enough for progress edits at about one per second
     _, channel, alice = await table(simcord_env)
     await alice.slash(channel, "dm look", name="Bram", description="stout dwarf, red braided beard")
     await alice.send(channel, "Bram raises his mug to the bard.")
@@ -110,3 +114,106 @@ async def test_spoiler_off_and_a_fixed_seed_per_campaign(simcord_env, sd):
     result = await alice.slash(channel, "dm picture", focus="the tavern")
     final = result.response.message if result.response else result.followups[-1].message
     assert final.attachments[0].filename == "scene.png" and sd.requests[-1]["seed"] == 777
+
+
+class PollsOnTheVirtualClock:
+    """engine.pictures' `asyncio`, in which the wait for 'the picture or the next progress poll' is
+    declared as outside input. Undeclared, SimCord fires that one-second timer by the wall clock, and
+    only once every other bot task has settled, i.e. never while the txt2img request is in flight."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+
+    def __getattr__(self, name: str):
+        return getattr(asyncio, name)
+
+    async def wait(self, tasks, **options):
+        return await self.env.external_wait(asyncio.wait(tasks, **options),
+                                            reason="the picture or the next progress poll")
+
+
+@pytest.fixture
+def painting(simcord_env, monkeypatch) -> asyncio.Event:
+    """txt2img and the wait between progress polls as declared outside input; the event is set when
+    the server has answered txt2img. Tests that use it need `timeout_s` beyond the settle timeout:
+    aiohttp's own timeout timer is no wake-up SimCord can put on the virtual clock, so a shorter one
+    would hold every operation until it fires by the wall clock."""
+    import engine.pictures
+    from engine.pictures import PictureClient
+
+    txt2img, answered = PictureClient.txt2img, asyncio.Event()
+
+    async def declared_txt2img(self, *args, **kwargs):
+        try:
+            return await simcord_env.external_wait(txt2img(self, *args, **kwargs),
+                                                   reason="AUTOMATIC1111 txt2img")
+        finally:
+            answered.set()
+
+    monkeypatch.setattr(PictureClient, "txt2img", declared_txt2img)
+    monkeypatch.setattr(engine.pictures, "asyncio", PollsOnTheVirtualClock(simcord_env))
+    return answered
+
+
+def buttons(response) -> list[str]:
+    return [child.label for row in response.message.components for child in row.children]
+
+
+async def until_answered(env, answered: asyncio.Event) -> None:
+    await asyncio.wait_for(answered.wait(), 10)  # the server answers in its own thread, by the wall clock
+    await env.settle()
+
+
+@pytest.mark.pictures(timeout_s=600.0)
+async def test_progress_edits_tick_with_the_clock_then_the_picture_arrives_as_a_spoiler(simcord_env, sd,
+                                                                                        painting):
+    sd.step_delay, sd.hold_at = 0.5, 2
+    _, channel, alice = await table(simcord_env)
+    result = await alice.slash(channel, "dm picture", focus="the tavern")
+    assert await asyncio.to_thread(sd.held.wait, 10)  # half done, and it stays so
+    assert result.response.content == "🎨 Painting the scene…" and buttons(result.response) == ["Cancel"]
+    before = len(edits_of_original(simcord_env))
+
+    await simcord_env.advance_time(1.0)
+    progress = "🎨 Painting the scene… `▓▓▓▓▓▓░░░░░░` 50% · about 1 s left"  # step 2 of 4, 2 × 0.5 s to go
+    assert edits_of_original(simcord_env)[before:] == [progress]
+    assert [a.filename for a in result.response.attachments] == ["preview.png"]
+    assert buttons(result.response) == ["Cancel"]
+    await simcord_env.advance_time(1.0)
+    assert len(edits_of_original(simcord_env)) == before + 2
+
+    sd.release()
+    await until_answered(simcord_env, painting)
+    (attachment,) = result.response.attachments
+    assert attachment.filename == "SPOILER_scene.png" and attachment.is_spoiler()
+    assert result.response.content.startswith("-# 🎨 the tavern") and buttons(result.response) == []
+    assert sd.step == 4 and sd.interrupted == 0
+
+
+@pytest.mark.pictures(timeout_s=600.0)
+async def test_cancel_interrupts_the_painting_and_the_story_goes_on(simcord_env, sd, painting):
+    sd.step_delay, sd.hold_at = 0.5, 2
+    guild, channel, alice = await table(simcord_env)
+    result = await alice.slash(channel, "dm picture")
+    assert await asyncio.to_thread(sd.held.wait, 10)
+    await simcord_env.advance_time(1.0)
+    assert "50%" in result.response.content
+
+    bob = guild.add_member(simcord_env.create_user("bob"))
+    refused = await bob.click(result.response, label="Cancel")
+    assert refused.response.ephemeral and "Only who asked" in refused.response.content
+    assert sd.interrupted == 0 and buttons(result.response) == ["Cancel"]
+
+    await alice.click(result.response, label="Cancel")
+    assert sd.interrupted == 1 and result.response.content == "✋ Cancelling the picture…"
+    assert buttons(result.response) == []
+    await until_answered(simcord_env, painting)
+    assert result.response.content == "✋ The picture was cancelled." and result.response.attachments == []
+    assert sd.step == 2  # the server stopped where it was held, not at its last step
+    settled = len(edits_of_original(simcord_env))
+    await simcord_env.advance_time(5.0)
+    assert len(edits_of_original(simcord_env)) == settled  # no progress poll after the end
+
+    await alice.send(channel, "I order another ale.")
+    after = await alice.slash(channel, "dm continue")
+    assert after.response.content and "cannot" not in after.response.content
