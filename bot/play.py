@@ -98,8 +98,8 @@ class TerminalGame:
             if not rest.strip():
                 self.say("(usage: /pin <fact>)")
             else:
-                memory = await self.services.memory.pin(campaign.id, rest.strip())
-                self.say(f"(pinned #{memory.id})")
+                memory, note = await self.services.narrator.pin_fact(campaign, rest)
+                self.say(f"(pinned #{memory.id}: {memory.text})" + (f"\n({note})" if note else ""))
         else:
             self.say(HELP)
         return True
@@ -108,6 +108,8 @@ class TerminalGame:
 async def open_campaign(services: Services, name: str, premise: str | None,
                         language: str | None = None) -> Campaign:
     store = services.store
+    if language:
+        services.translation.check_language(language)
     campaign = await store.campaign_for_channel(terminal_channel_id(name))
     if campaign is None:
         campaign = await store.create_campaign(terminal_channel_id(name), name, premise or DEFAULT_PREMISE,

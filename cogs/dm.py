@@ -19,15 +19,17 @@ from cogs.render import NarrationStream, StreamTarget
 from engine.errors import BadInput, EngineError
 from engine.generation import GenerationSettings
 from engine.jobs import Job, JobHandle
+from engine.translate import Translation
 
 log = logging.getLogger(__name__)
 SETTING_NAMES = ["language", *GenerationSettings.names(), "summarize_every", "picture_spoiler", "picture_seed"]
 LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
 
 
-def language_code(value: str) -> str:
+def language_code(value: str, translation: Translation) -> str:
     if not LANGUAGE.fullmatch(value.strip()):
         raise BadInput(f"{value!r} is not a language code such as en or ru")
+    translation.check_language(value.strip().lower())
     return value.strip().lower()
 
 
@@ -60,7 +62,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     @app_commands.describe(premise="What the campaign is about", language="The players' language, e.g. en or ru")
     async def start(self, interaction: discord.Interaction, premise: str = "", language: str = "en") -> None:
         await interaction.response.defer()
-        language = language_code(language)
+        language = language_code(language, self.services.translation)
         channel = interaction.channel
         name = getattr(channel, "name", None) or f"channel-{interaction.channel_id}"
         campaign = await self.services.store.create_campaign(
@@ -151,11 +153,10 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def look(self, interaction: discord.Interaction, name: str, description: str) -> None:
         await interaction.response.defer(ephemeral=True)
         campaign = await campaign_here(self.services, interaction)
-        name, description = name.strip()[:80], description.strip()[:300]
-        if not name or not description:
-            raise BadInput("give a name and a description")
-        await self.services.store.set_look(campaign.id, name, description)
-        await interaction.followup.send(f"👤 Noted how **{discord.utils.escape_markdown(name)}** looks.",
+        kept, note = await self.services.narrator.note_look(campaign, name, description)
+        said = "" if kept == description.strip() else f" ({discord.utils.escape_markdown(kept)})"
+        await interaction.followup.send(f"👤 Noted how **{discord.utils.escape_markdown(name.strip())}** looks"
+                                        f"{said}." + (f"\n{note}" if note else ""),
                                         ephemeral=True, allowed_mentions=NO_PINGS)
 
     # --- information and settings ---
@@ -189,7 +190,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         if name == "language":
             if value is None:
                 raise BadInput("give a language code such as en or ru")
-            language = language_code("en" if value.strip().lower() == "default" else value)
+            language = language_code("en" if value.strip().lower() == "default" else value,
+                                     self.services.translation)
             campaign = await store.update_campaign(campaign.id, language=language)
         elif name is not None:
             if value is None:

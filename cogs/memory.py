@@ -106,10 +106,10 @@ class MemoryCommands(app_commands.Group):
         await interaction.response.defer(ephemeral=True)
         require_admin(interaction, self.admin_role)
         campaign = await campaign_here(self.services, interaction)
-        if not fact.strip():
-            raise BadInput("an empty fact: write what the DM should remember")
-        memory = await self.services.memory.pin(campaign.id, fact.strip()[:1000])
-        await interaction.followup.send(f"📌 Pinned `#{memory.id}`.", ephemeral=True, allowed_mentions=NO_PINGS)
+        memory, note = await self.services.narrator.pin_fact(campaign, fact)
+        kept = "" if memory.text == fact.strip() else f": {discord.utils.escape_markdown(memory.text[:300])}"
+        await interaction.followup.send(f"📌 Pinned `#{memory.id}`{kept}" + (f"\n{note}" if note else ""),
+                                        ephemeral=True, allowed_mentions=NO_PINGS)
 
     @app_commands.command(description="Delete one memory by its number")
     @app_commands.describe(memory_id="The memory's number from /dm memory show")

@@ -26,6 +26,9 @@ _MARKS = re.compile(
 )
 # A sentence ends at . ! ? or … (with any closing quotes or marks) before a space, or at a line end.
 _BREAK = re.compile(r"(?<=[.!?…])([\"'»”)\]*_~|]*)([ \t]+)|[ \t]*\n\s*")
+# Code, where no sentence ends: inline code, and (in growing text) inline code not closed yet.
+_INLINE = re.compile(r"`[^`\n]+`")
+_CODE = re.compile(r"```.*?```|`[^`\n]+`|`[^`\n]*\Z", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,11 @@ def pieces(text: str) -> list[Piece]:
 
 
 def _sentences(text: str) -> list[Piece]:
+    code = [m.span() for m in _INLINE.finditer(text)]
     out, start = [], 0
     for match in _BREAK.finditer(text):
+        if any(a < match.start() < b for a, b in code):
+            continue
         end = match.start() + len(match.group(1) or "")
         out.append(Piece(text[start:end], text[end:match.end()]))
         start = match.end()
@@ -109,7 +115,8 @@ def complete_prefix(text: str) -> int:
     if text.count("```") % 2:  # a code block still being written: nothing from its start on
         text = text[: blocks.pop()[0]]
     last = max((end for _, end in blocks), default=0)
+    code = [m.span() for m in _CODE.finditer(text)]
     for match in _BREAK.finditer(text):
-        if not any(start < match.start() < end for start, end in blocks):
+        if not any(start < match.start() < end for start, end in code):
             last = max(last, match.end())
     return last

@@ -15,13 +15,14 @@ from engine.memory import MemoryBank, Recalled
 from engine.prompt import build_prompt, cut_action
 from engine.runner import JobContext
 from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
-from engine.store import Action, Campaign, Store, Turn
+from engine.store import Action, Campaign, Memory, Store, Turn
 from engine.summarize import PipelineSummarizer, story_text, summary_prompt, summary_settings
 from engine.textgen.base import TextBackend
 from engine.translate import Translation
 from engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)
+FACT_MAX_CHARS = 1000  # a pinned fact goes into every prompt: keep it a fact, not a chapter
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,36 @@ class Narrator:
         await self.store.set_term(campaign_id, name, name, auto=True)  # names stay names in translation
         note = f"your action was cut to {self.settings.action_max_chars} characters" if was_cut else None
         return action, note
+
+    async def pin_fact(self, campaign: Campaign, fact: str) -> tuple[Memory, str | None]:
+        """Pin a fact the DM always remembers, in the model's language like every memory (so recall
+        and the prompt stay in one language); returns it and a note when it could not be translated."""
+        fact = fact.strip()[:FACT_MAX_CHARS]
+        if not fact:
+            raise BadInput("an empty fact: write what the DM should remember")
+        fact, note = await self.to_model_language(campaign, fact)
+        return await self.memory.pin(campaign.id, fact), note
+
+    async def note_look(self, campaign: Campaign, name: str, description: str) -> tuple[str, str | None]:
+        """Keep how a character looks, in the model's language, for picture prompts."""
+        name, description = name.strip()[:80], description.strip()[:300]
+        if not name or not description:
+            raise BadInput("give a name and a description")
+        description, note = await self.to_model_language(campaign, description)
+        await self.store.set_look(campaign.id, name, description)
+        return description, note
+
+    async def to_model_language(self, campaign: Campaign, text: str) -> tuple[str, str | None]:
+        """Text an admin wrote outside a turn, translated when the provider can do it without the text
+        model (which only a turn's job holds); kept as written, with a note, when it cannot."""
+        if not self.translation.needed(campaign.language) or self.translation.turns_only:
+            return text, None
+        notes: list[str] = []
+        try:
+            return await self.translation.to_model(text, campaign.language, await self.store.glossary(campaign.id)), None
+        except Unavailable as exc:  # kept as written: still better than losing it
+            self._note(campaign, exc, notes)
+            return text, notes[0] if notes else None
 
     def campaign_settings(self, campaign: Campaign) -> CampaignSettings:
         overrides = dict(campaign.settings)

@@ -13,9 +13,9 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-from engine.errors import Unavailable
+from engine.errors import BadInput, Unavailable
 from engine.markup import complete_prefix, mask, pieces, unmask
-from engine.translators import Generate, Provider
+from engine.translators import Generate, Provider, language_problem
 
 log = logging.getLogger(__name__)
 _WORDS = re.compile(r"[^\W\d_]", re.UNICODE)  # a letter: something worth translating
@@ -36,6 +36,17 @@ class Translation:
     # --- what a campaign needs ---
     def needed(self, language: str) -> bool:
         return self.provider is not None and language.lower() != self.model_language
+
+    @property
+    def turns_only(self) -> bool:
+        """Whether the provider needs the text model, which only a job has (the llm provider)."""
+        return bool(getattr(self.provider, "turns_only", False))
+
+    def check_language(self, language: str) -> None:
+        """Refuse, when a campaign picks it, a code the translator cannot take: the alternative is a
+        failed request every turn."""
+        if self.needed(language) and (problem := language_problem(self.provider, language.lower())):
+            raise BadInput(problem)
 
     def streams(self, language: str) -> bool:
         return self.needed(language) and bool(self.provider and self.provider.streams)
@@ -96,6 +107,8 @@ class Translation:
         assert self.provider is not None
         if self._clock() < self._paused_until:
             raise Unavailable(f"translation is paused after {self.failures} failures: {self.last_error}")
+        if problem := language_problem(self.provider, source) or language_problem(self.provider, target):
+            raise Unavailable(problem)  # this campaign's setting, not an outage: the breaker is not told
         try:
             raw = await self.provider.translate(text, source, target, generate)
             if not isinstance(raw, str) or not raw.strip() or len(raw) > 10 * len(text) + 200:

@@ -33,6 +33,12 @@ class Provider(Protocol):
     async def translate(self, text: str, source: str, target: str, generate: Generate | None) -> str: ...
 
 
+def language_problem(provider: Provider, code: str) -> str | None:
+    """Why a provider cannot take a language code, or None (providers without a check take any)."""
+    check = getattr(provider, "language_problem", None)
+    return check(code) if check else None
+
+
 class YandexProvider:
     name, streams = "yandex", True
     LIMIT = 500  # characters per request; the library itself cuts longer texts and joins them with "\n"
@@ -65,11 +71,20 @@ class YandexProvider:
         with self._lock:
             return self._client.translate(source, target, text)
 
+    @staticmethod
+    def language_problem(code: str) -> str | None:
+        return None if len(code) == 2 else f"Yandex takes two-letter language codes such as ru, not {code!r}"
+
     async def translate(self, text: str, source: str, target: str, generate: Generate | None = None) -> str:
-        if len(text) > self.LIMIT:
-            raise ValueError(f"cut the text under {self.LIMIT} characters first")
-        if len(source) != 2 or len(target) != 2:
-            raise Unavailable(f"Yandex takes two-letter language codes, not {source!r} or {target!r}")
+        if problem := self.language_problem(source) or self.language_problem(target):
+            raise Unavailable(problem)
+        if len(text) > self.LIMIT:  # one long sentence: cut at spaces, each part its own request
+            out = []
+            for part in _cut(text, self.LIMIT):
+                words = part.rstrip()
+                out.append((await self.translate(words, source, target) if words.strip() else words)
+                           + part[len(words):])
+            return "".join(out)
         try:
             # The library retries twice itself; three tries plus a margin bound the whole wait.
             return await asyncio.wait_for(asyncio.to_thread(self._blocking, text, source, target),
@@ -79,6 +94,17 @@ class YandexProvider:
         except Exception as exc:  # urllib, JSON, the library's own error: all mean "not now"
             log.info("yandex translation failed: %r", exc)
             raise Unavailable(_yandex_trouble(exc)) from None
+
+
+def _cut(text: str, limit: int) -> list[str]:
+    """Parts of at most `limit` characters that join back into the text, cut after a space or a line
+    end where there is one (placeholders hold no spaces, so none is cut in two)."""
+    parts = []
+    while len(text) > limit:
+        at = max(text.rfind(" ", 1, limit), text.rfind("\n", 1, limit)) + 1 or limit
+        parts.append(text[:at])
+        text = text[at:]
+    return parts + [text]
 
 
 def _yandex_trouble(exc: Exception) -> str:
@@ -111,7 +137,12 @@ class LibreTranslateProvider:
         try:
             async with self.http.post(self.url + "/translate", json=body,
                                       timeout=aiohttp.ClientTimeout(total=self.timeout)) as response:
-                reply = await response.json(content_type=None)
+                try:
+                    reply = await response.json(content_type=None)
+                except ValueError:  # an error page (a proxy's, a crash's) is not JSON either
+                    if response.status == 200:
+                        raise
+                    reply = None
                 if response.status != 200:
                     error = reply.get("error") if isinstance(reply, dict) else None
                     raise Unavailable(f"LibreTranslate answered {response.status}: {error or response.reason}")
@@ -131,6 +162,7 @@ class LLMProvider:
     """The narrator's own model translates: no service needed, good with multilingual models."""
 
     name, streams = "llm", False  # the model is busy narrating while the narration streams
+    turns_only = True  # it generates through a job's context
 
     def __init__(self, render: Callable[[Prompt], str], count_tokens: Callable[[str], int]) -> None:
         self.render, self.count_tokens = render, count_tokens

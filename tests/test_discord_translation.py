@@ -133,3 +133,28 @@ async def test_language_setting_and_a_bot_without_translation(world, model, tran
     assert len(translator.texts) == asked  # an English campaign never calls the translator
     bad = reply_text(await world.slash(world.gm, world.table, "dm settings", name="language", value="русский"))
     assert "not a language code" in bad
+    refused = reply_text(await world.slash(world.gm, world.table, "dm settings", name="language", value="rus"))
+    assert "two-letter" in refused and "Traceback" not in refused
+    assert (await world.store.get_campaign(campaign.id)).language == "en"  # nothing changed
+
+
+async def test_a_pinned_fact_is_kept_in_the_models_language(world, model, translator):
+    campaign = await russian_table(world)
+    added = reply_text(await world.slash(world.gm, world.table, "dm memory add", fact="Дракон спит в таверне."))
+    (memory,) = await world.store.memories(campaign.id)
+    assert memory.pinned and memory.text == fake_translate("Дракон спит в таверне.", "ru", "en")
+    assert memory.text.startswith("Dragon sleeps") and memory.text in added
+    # The turn's prompt carries the fact in English, beside the English story.
+    await world.alice.send(world.table, "Я иду в таверну.")
+    model.script = "The dragon snores."
+    await world.slash(world.alice, world.table, "dm continue")
+    assert memory.text in model.calls[-1][0] and "Дракон" not in model.calls[-1][0]
+
+    # How a character looks goes to picture prompts in the model's language too.
+    looked = reply_text(await world.slash(world.gm, world.table, "dm look", name="Aria", description="Мой меч."))
+    assert (await world.store.looks(campaign.id)) == {"Aria": "My sword."} and "My sword." in looked
+
+    translator.mode = "down"  # the fact is kept as written, and the admin is told why
+    kept = reply_text(await world.slash(world.gm, world.table, "dm memory add", fact="Кто там?"))
+    assert "translation is unavailable" in kept
+    assert [m.text for m in await world.store.memories(campaign.id) if m.pinned][-1] == "Кто там?"
