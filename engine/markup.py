@@ -13,10 +13,10 @@ from dataclasses import dataclass
 OPEN, CLOSE = "⟦", "⟧"
 _PLACEHOLDER = re.compile(rf"{OPEN}\s*(\d+)\s*{CLOSE}")
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)  # a code block, even one still being written
-# Kept word for word: inline code, Discord mentions / channels / roles / emoji / timestamps, links,
-# @everyone, :shortcodes:.
+# Kept word for word: inline code, Discord mentions / channels / roles / emoji / timestamps, links
+# (without the punctuation or markup that ends the sentence around them), @everyone, :shortcodes:.
 _VERBATIM = re.compile(
-    r"`[^`\n]+`|<(?:@[!&]?|#)\d+>|<a?:\w+:\d+>|<t:-?\d+(?::[tTdDfFR])?>|<?https?://[^\s>]+>?"
+    r"`[^`\n]+`|<(?:@[!&]?|#)\d+>|<a?:\w+:\d+>|<t:-?\d+(?::[tTdDfFR])?>|<https?://[^\s>]+>|https?://[^\s<]*[^\s<.,;:!?)\]'»”*_~|\"]"
     r"|@(?:everyone|here)\b|:[a-z0-9_+-]+:"
 )
 # Markup kept in place while the words around it are translated.

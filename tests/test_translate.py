@@ -159,6 +159,18 @@ def test_mask_and_unmask_round_trip_and_tolerate_translators():
     assert unmask("⟦99⟧ oops", masked).startswith(" oops")  # a number the text never had: dropped
 
 
+@pytest.mark.parametrize("text, link", [
+    ("Read https://x.io/map. Then go.", "https://x.io/map"),
+    ("*See https://x.io/a?b=1*, then run!", "https://x.io/a?b=1"),
+    ('He said "https://x.io/door" and left.', "https://x.io/door"),
+    ("Look at <https://x.io/y>, friend.", "<https://x.io/y>"),
+])
+def test_a_link_leaves_the_sentence_its_punctuation_and_markup(text, link):
+    masked = mask(text, {})
+    assert link in masked.pieces and "x.io" not in masked.text
+    assert unmask(masked.text, masked) == text
+
+
 @pytest.mark.parametrize("text", [
     "The door opens. A dragon sleeps inside. It w",
     "no final punctuation at all",
