@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import dataclass
 
 import discord
 
 from bot.services import Services
 from cogs.errors import NO_PINGS, friendly
+from cogs.render import StreamTarget
 from engine.errors import BadInput, EngineError
 from engine.jobs import Job
 from engine.pictures import PictureClient, Progress
@@ -42,48 +44,56 @@ class CancelPicture(discord.ui.View):
         await self.client.interrupt()
 
 
+@dataclass
+class Reply:
+    """One /dm picture's message, and who asked for it."""
+    target: StreamTarget
+    owner_id: int
+
+    async def show(self, content: str, **extra) -> None:
+        await self.target.show(0, content, **extra)
+
+
 class PictureDesk:
     """What /dm picture does between the command and the finished attachment."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def show(self, interaction: discord.Interaction, content: str, **extra) -> None:
-        await interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS, **extra)
-
     async def paint(self, interaction: discord.Interaction, campaign: Campaign, focus: str) -> None:
         client = self.services.pictures
         if client is None:
             raise BadInput(PICTURES_OFF)
+        # A picture that waited past the interaction's 15 minutes still arrives, as a channel message.
+        reply = Reply(StreamTarget(interaction), interaction.user.id)
         ticket = self.services.painter.reserve(campaign.channel_id)
         try:
-            prompt = await self._prompt(interaction, campaign, focus)
+            prompt = await self._prompt(reply, campaign, focus)
             while ticket.position() > 0:
                 position = ticket.position()
-                await self.show(interaction, f"🎨 Waiting for the painter: {position} picture(s) ahead.")
+                await reply.show(f"🎨 Waiting for the painter: {position} picture(s) ahead.")
                 await ticket.moved(position)
-            await self._paint(interaction, client, campaign, prompt)
+            await self._paint(reply, client, campaign, prompt)
         except EngineError as exc:
-            await self.show(interaction, friendly(exc), view=None, attachments=[])
+            await reply.show(friendly(exc), view=None, attachments=[])
         finally:
             ticket.release()
 
-    async def _prompt(self, interaction: discord.Interaction, campaign: Campaign, focus: str) -> str:
+    async def _prompt(self, reply: Reply, campaign: Campaign, focus: str) -> str:
         """The text model writes the prompt; while it serves turns, the user sees the picture wait."""
         handle = self.services.runner.submit(
             Job(campaign.id, campaign.channel_id, "picture_prompt", payload={"focus": focus}))
         while not handle.started and not handle.done:
             position = handle.position()
-            await self.show(interaction, f"🎨 The picture waits for the storyteller: {position} job(s) ahead.")
+            await reply.show(f"🎨 The picture waits for the storyteller: {position} job(s) ahead.")
             await handle.moved(position)
         if not handle.done:
-            await self.show(interaction, "🎨 Looking at the scene…")
+            await reply.show("🎨 Looking at the scene…")
         return await handle.result()
 
-    async def _paint(self, interaction: discord.Interaction, client: PictureClient, campaign: Campaign,
-                     prompt: str) -> None:
+    async def _paint(self, reply: Reply, client: PictureClient, campaign: Campaign, prompt: str) -> None:
         settings = self.services.narrator.campaign_settings(campaign)
-        view = CancelPicture(client, interaction.user.id)
+        view = CancelPicture(client, reply.owner_id)
 
         async def on_progress(progress: Progress) -> None:
             if view.cancelled:
@@ -91,16 +101,16 @@ class PictureDesk:
             extra = {}
             if progress.preview:
                 extra["attachments"] = [discord.File(io.BytesIO(progress.preview), "preview.png")]
-            await self.show(interaction, progress_text(progress), view=view, **extra)
+            await reply.show(progress_text(progress), view=view, **extra)
 
-        await self.show(interaction, "🎨 Painting the scene…", view=view)
+        await reply.show("🎨 Painting the scene…", view=view)
         picture = await client.paint(prompt, None if settings.picture_seed < 0 else settings.picture_seed,
                                      on_progress)
         view.stop()
         if view.cancelled:
-            await self.show(interaction, "✋ The picture was cancelled.", view=None, attachments=[])
+            await reply.show("✋ The picture was cancelled.", view=None, attachments=[])
             return
         file = discord.File(io.BytesIO(picture.image), picture.filename, spoiler=settings.picture_spoiler)
         caption = prompt if len(prompt) <= 300 else prompt[:299] + "…"
-        await self.show(interaction, f"-# 🎨 {discord.utils.escape_markdown(caption)}", view=None,
+        await reply.show(f"-# 🎨 {discord.utils.escape_markdown(caption)}", view=None,
                         attachments=[file])

@@ -38,7 +38,7 @@ def split_message(text: str, limit: int = LIMIT) -> list[str]:
 
 
 class StreamTarget:
-    """Where the narration goes: the interaction's own reply first, ordinary channel messages after.
+    """Where a reply goes: the interaction's own reply first, ordinary channel messages after.
 
     Past the interaction token's lifetime the reply can no longer be edited, so the text moves
     to a channel message: a turn that waited a long time still arrives.
@@ -52,25 +52,31 @@ class StreamTarget:
     def token_alive(self) -> bool:
         return time.monotonic() - self.started < TOKEN_LIFETIME_S
 
-    async def show(self, index: int, content: str) -> None:
+    async def show(self, index: int, content: str, **extra) -> None:
+        """Put `content` into message `index` (extra: view=, attachments= as for an edit)."""
         content = content or "…"
         if index == len(self.messages):
-            channel = self.interaction.channel
-            self.messages.append(await channel.send(content, allowed_mentions=NO_PINGS))  # type: ignore[union-attr]
+            self.messages.append(await self._send(content, extra))
             return
         message = self.messages[index]
         if message is None and self.token_alive():
             try:
-                await self.interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS)
+                await self.interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS, **extra)
                 return
             except discord.HTTPException as exc:  # the token expired, the reply was deleted, Discord failed
-                # Whatever the reason, the narration must still reach the table: it moves to the channel.
+                # Whatever the reason, the text must still reach the table: it moves to the channel.
                 log.warning("could not edit the interaction's reply (%s); posting in the channel", exc)
         if message is None:
-            channel = self.interaction.channel
-            self.messages[index] = await channel.send(content, allowed_mentions=NO_PINGS)  # type: ignore[union-attr]
+            self.messages[index] = await self._send(content, extra)
         else:
-            await message.edit(content=content, allowed_mentions=NO_PINGS)
+            await message.edit(content=content, allowed_mentions=NO_PINGS, **extra)
+
+    async def _send(self, content: str, extra: dict) -> discord.Message:
+        options = {key: value for key, value in extra.items() if value is not None}
+        if "attachments" in options:  # a new message takes files, an edit takes attachments
+            options["files"] = options.pop("attachments")
+        channel = self.interaction.channel
+        return await channel.send(content, allowed_mentions=NO_PINGS, **options)  # type: ignore[union-attr]
 
 
 class NarrationStream:

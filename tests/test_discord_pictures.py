@@ -116,6 +116,29 @@ async def test_spoiler_off_and_a_fixed_seed_per_campaign(simcord_env, sd):
     assert final.attachments[0].filename == "scene.png" and sd.requests[-1]["seed"] == 777
 
 
+@pytest.mark.parametrize("expiry", ["the bot's own clock", "Discord answers Unknown Webhook"])
+async def test_a_picture_after_the_token_expired_arrives_as_a_channel_message(simcord_env, sd, monkeypatch, expiry):
+    import cogs.render
+
+    _, channel, alice = await table(simcord_env)
+    if expiry == "the bot's own clock":  # SimCord cannot advance its clock while a command works
+        monkeypatch.setattr(cogs.render, "TOKEN_LIFETIME_S", 0)
+    else:
+        simcord_env.inject_error("PATCH", "/webhooks/*/*/messages/@original", status=404, code=10015,
+                                 message="Unknown Webhook", times=None)
+    await alice.slash(channel, "dm picture", focus="the bard")
+    last = [m for m in channel.history() if m.author.id == simcord_env.bot.user.id][-1]
+    assert last.interaction_metadata is None  # an ordinary message, not the interaction's reply
+    (attachment,) = last.attachments
+    assert attachment.filename == "SPOILER_scene.png" and sd.requests[-1]["prompt"][:30] in last.content
+    assert not any(m.components for m in channel.history() if m.author.id == simcord_env.bot.user.id
+                   and m.attachments)  # the Cancel button went with the progress
+    await alice.send(channel, "I order another ale.")
+    await alice.slash(channel, "dm continue")  # its narration, too, goes out as a channel message
+    narration = [m for m in channel.history() if m.author.id == simcord_env.bot.user.id][-1]
+    assert narration.id != last.id and narration.content and not narration.attachments
+
+
 class PollsOnTheVirtualClock:
     """engine.pictures' `asyncio`, in which the wait for 'the picture or the next progress poll' is
     declared as outside input. Undeclared, SimCord fires that one-second timer by the wall clock, and
