@@ -18,7 +18,8 @@ from common import emit, log, percentile
 
 from engine.embeddings import Embedder
 from engine.memory import MemoryBank
-from engine.store import NewMemory, Store
+from engine.records import NewMemory
+from engine.store import Store
 from engine.worker import ModelWorker
 
 SUBJECTS = ["Bram", "Ilsa", "the innkeeper Marla", "the smith Tolda", "a hooded stranger", "the guard captain"]

@@ -14,7 +14,7 @@ from bot.config import Config
 from bot.services import Services, build_services
 from engine.errors import EngineError
 from engine.jobs import Job
-from engine.store import Campaign
+from engine.records import Campaign
 
 HELP = """Commands:
   (any text)      your character's action; the DM narrates what happens

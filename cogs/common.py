@@ -6,7 +6,7 @@ import discord
 from bot.services import Services
 from cogs.errors import NotAllowed
 from engine.errors import BadInput
-from engine.store import Campaign
+from engine.records import Campaign
 
 
 def is_admin(interaction: discord.Interaction, admin_role: str) -> bool:

@@ -8,7 +8,7 @@ from bot.services import Services
 from cogs.common import campaign_here, require_admin
 from cogs.errors import NO_PINGS, friendly
 from engine.errors import BadInput, EngineError
-from engine.store import Memory
+from engine.records import Memory
 
 PAGE_SIZE = 10
 ICONS = {"fact": "📌", "summary": "🧠", "exact": "📝"}

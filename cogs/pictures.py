@@ -13,7 +13,7 @@ from cogs.render import StreamTarget
 from engine.errors import BadInput, EngineError
 from engine.jobs import Job
 from engine.pictures import PictureClient, Progress
-from engine.store import Campaign
+from engine.records import Campaign
 
 log = logging.getLogger(__name__)
 PICTURES_OFF = ("pictures are off. To turn them on, run an AUTOMATIC1111 (or Forge, SD.Next) web UI with --api "

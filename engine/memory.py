@@ -14,7 +14,8 @@ from typing import Sequence
 import numpy as np
 
 from engine.embeddings import Embedder
-from engine.store import Action, Memory, NewMemory, Store
+from engine.records import Action, Memory, NewMemory
+from engine.store import Store
 from engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,10 @@ from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.memory import MemoryBank, Recalled
 from engine.prompt import build_prompt, cut_action
+from engine.records import Action, Campaign, Memory, Turn
 from engine.runner import JobContext
 from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
-from engine.store import Action, Campaign, Memory, Store, Turn
+from engine.store import Store
 from engine.summarize import PipelineSummarizer, story_text, summary_prompt, summary_settings
 from engine.textgen.base import TextBackend
 from engine.translate import Translation

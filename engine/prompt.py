@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from engine.errors import BadInput
 from engine.memory import Recalled
-from engine.store import Action, Campaign, Turn
+from engine.records import Action, Campaign, Turn
 from engine.textgen.base import Prompt
 
 INSTRUCTIONS = (

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
@@ -22,6 +20,8 @@ import numpy as np
 
 from engine.errors import BadInput
 from engine.migrations import apply_migrations
+from engine.records import (Action, Campaign, Memory, NewMemory, Turn, campaign_from_row, content_hash,
+                            memory_from_row, vector_blob)
 
 log = logging.getLogger(__name__)
 
@@ -32,97 +32,6 @@ _MEMORY_COLUMNS = (
     "id, campaign_id, kind, text, vector, embedder, turn_from, turn_to, pinned, created"
 )
 _IDS = "(SELECT value FROM json_each(?))"  # a list of ids as one JSON parameter, any length
-
-
-@dataclass(frozen=True, slots=True)
-class Campaign:
-    id: int
-    channel_id: int
-    name: str
-    premise: str
-    style: str
-    language: str
-    settings: dict
-    active: bool
-    created: float
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    id: int
-    campaign_id: int
-    author_id: int
-    author_name: str
-    text: str
-    created: float
-    turn_id: int | None
-    original: str | None = None  # as the player wrote it, when `text` is its translation
-
-    @property
-    def written(self) -> str:
-        return self.original if self.original is not None else self.text
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    id: int
-    campaign_id: int
-    number: int
-    narration: str
-    actions: tuple[Action, ...]
-    created: float
-    shown: str | None = None  # the narration as posted, when translated
-
-    @property
-    def posted(self) -> str:
-        return self.shown if self.shown is not None else self.narration
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class NewMemory:
-    kind: str  # "exact", "summary" or "fact"
-    text: str
-    vector: np.ndarray | None
-    embedder: str
-    turn_from: int | None = None  # turn numbers; None in commit_turn means "this turn"
-    turn_to: int | None = None
-    pinned: bool = False
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Memory:
-    id: int
-    campaign_id: int
-    kind: str
-    text: str
-    vector: np.ndarray | None
-    embedder: str
-    turn_from: int | None
-    turn_to: int | None
-    pinned: bool
-    created: float
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _campaign(row: Sequence[Any]) -> Campaign:
-    return Campaign(*row[:6], json.loads(row[6]), bool(row[7]), row[8])
-
-
-def _memory(row: Sequence[Any]) -> Memory:
-    vector = None if row[4] is None else np.frombuffer(row[4], dtype=np.float32)
-    return Memory(*row[:4], vector, *row[5:8], bool(row[8]), row[9])
-
-
-def _vector_blob(vector: np.ndarray | None) -> tuple[bytes | None, int | None]:
-    if vector is None:
-        return None, None
-    array = np.asarray(vector, dtype=np.float32)
-    if array.ndim != 1:
-        raise ValueError(f"a memory vector must be one-dimensional, not of shape {array.shape}")
-    return array.tobytes(), int(array.shape[0])
 
 
 class Store:
@@ -185,7 +94,7 @@ class Store:
 
     async def _campaign_where(self, where: str, params: Sequence[Any]) -> Campaign | None:
         rows = await self._rows(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE {where}", params)
-        return _campaign(rows[0]) if rows else None
+        return campaign_from_row(rows[0]) if rows else None
 
     async def create_campaign(self, channel_id: int, name: str, premise: str = "", style: str = "",
                               language: str = "en", settings: dict | None = None) -> Campaign:
@@ -217,7 +126,7 @@ class Store:
 
     async def list_campaigns(self) -> list[Campaign]:
         rows = await self._rows(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id")
-        return [_campaign(row) for row in rows]
+        return [campaign_from_row(row) for row in rows]
 
     async def update_campaign(self, campaign_id: int, *, premise: str | None = None,
                               style: str | None = None, language: str | None = None,
@@ -375,7 +284,7 @@ class Store:
                                memories: Sequence[NewMemory], number: int | None) -> list[Memory]:
         added = []
         for memory in memories:
-            blob, dim = _vector_blob(memory.vector)
+            blob, dim = vector_blob(memory.vector)
             turn_from = number if memory.turn_from is None else memory.turn_from
             turn_to = number if memory.turn_to is None else memory.turn_to
             created = time.time()
@@ -404,7 +313,7 @@ class Store:
             f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE campaign_id = ?"
             " AND (? IS NULL OR embedder = ?) AND (pinned = 1 OR NOT ?) ORDER BY pinned DESC, id",
             (campaign_id, embedder, embedder, pinned_only))
-        return [_memory(row) for row in rows]
+        return [memory_from_row(row) for row in rows]
 
     async def memory_vectors(self, campaign_id: int, embedder: str) -> tuple[list[int], np.ndarray]:
         """Ids and an (n, dim) float32 matrix of that embedder's vectors; (0, 0) when none."""
@@ -426,7 +335,7 @@ class Store:
         ids = [int(i) for i in ids]  # numpy integers from an index are welcome too
         rows = await self._rows(f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE id IN {_IDS}",
                                 (json.dumps(ids),))
-        found = {row[0]: _memory(row) for row in rows}
+        found = {row[0]: memory_from_row(row) for row in rows}
         return [found[i] for i in ids if i in found]
 
     async def delete_memory(self, campaign_id: int, memory_id: int) -> bool:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
-from engine.store import Turn
+from engine.records import Turn
 from engine.textgen.base import Prompt
 
 log = logging.getLogger(__name__)

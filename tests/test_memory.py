@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from engine.memory import MemoryBank, chunk_text
-from engine.store import NewMemory, Store
+from engine.records import NewMemory
+from engine.store import Store
 from engine.worker import ModelWorker
 
 # ----- chunk_text -----

@@ -6,7 +6,7 @@ import pytest
 from engine.errors import BadInput
 from engine.memory import Recalled
 from engine.prompt import INSTRUCTIONS, build_prompt, cut_action
-from engine.store import Action, Campaign, Memory, Turn
+from engine.records import Action, Campaign, Memory, Turn
 
 CAMPAIGN = Campaign(1, 100, "The Sunken Crown", "A drowned kingdom rises from the sea.", "grim and short", "en", {}, True, 0.0)
 

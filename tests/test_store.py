@@ -11,7 +11,8 @@ import pytest_asyncio
 
 from engine import migrations
 from engine.errors import BadInput
-from engine.store import NewMemory, Store
+from engine.records import NewMemory
+from engine.store import Store
 
 pytestmark = pytest.mark.asyncio
 

@@ -7,7 +7,7 @@ import pytest
 
 import tinymodels
 from engine.errors import Unavailable
-from engine.store import Action, Turn
+from engine.records import Action, Turn
 from engine.summarize import PipelineSummarizer, Seq2SeqSummarizer, story_text, summary_prompt
 from engine.worker import ModelWorker
 
