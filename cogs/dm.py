@@ -14,7 +14,7 @@ from cogs.common import campaign_here, require_admin
 from cogs.errors import NO_PINGS, friendly
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
-from cogs.pictures import PictureDesk
+from cogs.pictures import PICTURES_OFF, PictureDesk
 from cogs.render import NarrationStream, StreamTarget
 from engine.errors import BadInput, EngineError
 from engine.generation import GenerationSettings
@@ -61,8 +61,12 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     @app_commands.command(description="Start a campaign in this channel")
     @app_commands.describe(premise="What the campaign is about", language="The players' language, e.g. en or ru")
     async def start(self, interaction: discord.Interaction, premise: str = "", language: str = "en") -> None:
-        await interaction.response.defer()
+        # Refusals come before the public defer, so they go only to who asked (see `end`).
         language = language_code(language, self.services.translation)
+        running = await self.services.store.campaign_for_channel(interaction.channel_id or 0)
+        if running is not None:
+            raise BadInput(f"this channel already has a campaign running: {running.name}")
+        await interaction.response.defer()
         channel = interaction.channel
         name = getattr(channel, "name", None) or f"channel-{interaction.channel_id}"
         campaign = await self.services.store.create_campaign(
@@ -88,8 +92,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         # Checked before the public defer: after it, even an "ephemeral" refusal would replace the
         # public "thinking…" reply and show to the whole channel.
         require_admin(interaction, self.admin_role)
-        await interaction.response.defer()
         campaign = await campaign_here(self.services, interaction)
+        await interaction.response.defer()
         self.services.runner.cancel_channel(campaign.channel_id)
         await self.services.store.end_campaign(campaign.id)
         await interaction.followup.send(f"🏁 The campaign **{campaign.name}** has ended; its story is kept.",
@@ -99,22 +103,22 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     @app_commands.command(name="continue", description="The DM narrates what happens next")
     @app_commands.describe(text="Optional direction for the DM")
     async def continue_(self, interaction: discord.Interaction, text: str = "") -> None:
+        campaign = await campaign_here(self.services, interaction)  # before the defer: a private refusal
         await interaction.response.defer(thinking=True)
-        campaign = await campaign_here(self.services, interaction)
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={"text": text}))
         await self.narrate(interaction, handle)
 
     @app_commands.command(description="Narrate the last turn anew")
     async def retry(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(thinking=True)
         campaign = await campaign_here(self.services, interaction)
+        await interaction.response.defer(thinking=True)
         await self.narrate(interaction, self.services.runner.submit(Job(campaign.id, campaign.channel_id, "retry")),
                            note="🔁 retold")
 
     @app_commands.command(description="Take back the last turn; its actions become pending again")
     async def undo(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer()
         campaign = await campaign_here(self.services, interaction)
+        await interaction.response.defer()
         turn = await self.services.runner.submit(Job(campaign.id, campaign.channel_id, "undo")).result()
         text = f"↩️ Turn {turn.number} was undone; its actions are pending again." if turn else "Nothing to undo yet."
         await interaction.followup.send(text, allowed_mentions=NO_PINGS)
@@ -145,8 +149,11 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     @app_commands.command(description="Paint the current scene")
     @app_commands.describe(focus="What the picture should show, e.g. 'the innkeeper'")
     async def picture(self, interaction: discord.Interaction, focus: str = "") -> None:
+        campaign = await campaign_here(self.services, interaction)
+        if self.services.pictures is None:
+            raise BadInput(PICTURES_OFF)
         await interaction.response.defer(thinking=True)
-        await self.pictures.paint(interaction, await campaign_here(self.services, interaction), focus)
+        await self.pictures.paint(interaction, campaign, focus)
 
     @app_commands.command(description="Note how a character looks, so pictures show them the same way")
     @app_commands.describe(name="The character's name", description="e.g. 'tall dwarf, red braided beard'")

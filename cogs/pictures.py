@@ -10,7 +10,7 @@ import discord
 from bot.services import Services
 from cogs.errors import NO_PINGS, friendly
 from cogs.render import StreamTarget
-from engine.errors import BadInput, EngineError
+from engine.errors import EngineError
 from engine.jobs import Job
 from engine.pictures import PictureClient, Progress
 from engine.records import Campaign
@@ -62,8 +62,7 @@ class PictureDesk:
 
     async def paint(self, interaction: discord.Interaction, campaign: Campaign, focus: str) -> None:
         client = self.services.pictures
-        if client is None:
-            raise BadInput(PICTURES_OFF)
+        assert client is not None, "the command checks that pictures are on"
         # A picture that waited past the interaction's 15 minutes still arrives, as a channel message.
         reply = Reply(StreamTarget(interaction), interaction.user.id)
         ticket = self.services.painter.reserve(campaign.channel_id)

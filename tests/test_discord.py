@@ -149,6 +149,7 @@ async def test_start_answers_publicly_refuses_a_second_start_and_a_thread_is_its
 
     again = await world.slash(world.bob, world.table, "dm start", premise="A different story")
     assert reply_text(again) == "⚠️ This channel already has a campaign running: table."
+    assert again.ephemeral  # a refusal goes only to who asked, not to the table
     assert [c.id for c in await world.store.list_campaigns()] == [campaign.id]
 
     bad = await world.slash(world.bob, world.side, "dm start", language="english!")
@@ -170,6 +171,7 @@ async def test_start_answers_publicly_refuses_a_second_start_and_a_thread_is_its
 
     nothing = await world.slash(world.alice, world.side, "dm continue")
     assert reply_text(nothing) == "⚠️ There is no campaign in this channel; start one with /dm start."
+    assert nothing.ephemeral
 
 
 # --- 2. actions: stored before they are marked, ignored when not actions, consumed in order ---

@@ -62,6 +62,7 @@ async def test_pictures_off_says_how_to_turn_them_on(simcord_env):
     result = await alice.slash(channel, "dm picture")
     text = result.response.content if result.response else result.followups[-1].content
     assert "pictures are off" in text.lower() and "[pictures]" in text and "enabled = true" in text
+    assert result.ephemeral
 
 
 async def test_a_picture_arrives_as_a_spoiler_with_progress_looks_and_focus(simcord_env, sd):
