@@ -96,6 +96,20 @@ def pieces(text: str) -> list[Piece]:
     return [p for p in out if p.text or p.gap]
 
 
+def paragraphs(parts: list[Piece], limit: int) -> list[Piece]:
+    """Consecutive sentences of one paragraph joined, up to `limit` characters: a translator given
+    whole paragraphs sees what "it" and "she" refer to. Code blocks and line ends still divide."""
+    out: list[Piece] = []
+    for piece in parts:
+        last = out[-1] if out else None
+        if (last is not None and not last.verbatim and not piece.verbatim and "\n" not in last.gap
+                and len(last.text) + len(last.gap) + len(piece.text) <= limit):
+            out[-1] = Piece(last.text + last.gap + piece.text, piece.gap)
+        else:
+            out.append(piece)
+    return out
+
+
 def _sentences(text: str) -> list[Piece]:
     code = [m.span() for m in _INLINE.finditer(text)]
     out, start = [], 0

@@ -14,10 +14,11 @@ from collections import OrderedDict
 from typing import Callable
 
 from engine.errors import BadInput, Unavailable
-from engine.markup import complete_prefix, mask, pieces, unmask
+from engine.markup import complete_prefix, mask, paragraphs, pieces, unmask
 from engine.translators import Generate, Provider, language_problem
 
 log = logging.getLogger(__name__)
+PARAGRAPH_LIMIT = 1000  # characters per request for a provider that states no limit of its own
 _WORDS = re.compile(r"[^\W\d_]", re.UNICODE)  # a letter: something worth translating
 
 
@@ -53,8 +54,9 @@ class Translation:
 
     async def to_model(self, text: str, language: str, glossary: dict[str, str],
                        generate: Generate | None = None) -> str:
-        """A player's text in the model's language; names from the glossary become their translation."""
-        return await self.translate(text, language.lower(), self.model_language, glossary, generate)
+        """A player's text in the model's language; names from the glossary become their translation.
+        Whole paragraphs go at once: nothing streams here, and context makes better translations."""
+        return await self.translate(text, language.lower(), self.model_language, glossary, generate, whole=True)
 
     async def to_players(self, text: str, language: str, glossary: dict[str, str],
                          generate: Generate | None = None) -> str:
@@ -75,13 +77,18 @@ class Translation:
 
     # --- the work ---
     async def translate(self, text: str, source: str, target: str, terms: dict[str, str],
-                        generate: Generate | None = None) -> str:
+                        generate: Generate | None = None, *, whole: bool = False) -> str:
+        """`text` sentence by sentence (as a streamed narration is shown, so the cache serves the final
+        text), or with `whole`, paragraph by paragraph."""
         if self.provider is None or source == target or not text.strip():
             return text
         if not self.provider.streams:  # one request for the whole text: a model call is costly
             return await self._unit(text, source, target, terms, generate)
+        parts = pieces(text)
+        if whole:
+            parts = paragraphs(parts, getattr(self.provider, "LIMIT", PARAGRAPH_LIMIT))
         out = []
-        for piece in pieces(text):
+        for piece in parts:
             translated = piece.text if piece.verbatim else await self._unit(piece.text, source, target, terms, generate)
             out.append(translated + piece.gap)
         return "".join(out)

@@ -20,7 +20,7 @@ from aiohttp import web
 from engine.errors import BadInput, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job
-from engine.markup import complete_prefix, mask, pieces, unmask
+from engine.markup import complete_prefix, mask, paragraphs, pieces, unmask
 from engine.runner import Runner
 from engine.translate import Translation
 from engine.translators import LibreTranslateProvider, LLMProvider, YandexProvider
@@ -286,6 +286,28 @@ async def test_yandex_long_text_goes_in_short_pieces_and_keeps_its_paragraphs(se
     assert [len(p) > 0 for p in out.split("\n")] == [len(p) > 0 for p in text.split("\n")]
     assert all(0 < len(t) < 500 for t in server.texts)
     assert len(server.texts) == len(set(server.texts)) >= 5  # a sentence said again comes from the cache
+
+
+async def test_players_paragraphs_go_whole_and_narration_sentence_by_sentence(server, yandex):
+    translation = Translation(yandex(), "en")
+    action = "Я достаю меч. Он тяжёлый!\n\n*Я иду в таверну.* Кто там?\n```\nкод\n```\nПривет."
+    out = await bounded(translation.to_model(action, "ru", {}))
+    assert out == translated_around(action, ["*", "```\nкод\n```"], into=en)
+    # One request a paragraph, so the translator sees what "он" refers to; line ends and code divide.
+    assert server.texts == ["Я достаю меч. Он тяжёлый!", "⟦0⟧Я иду в таверну.⟦1⟧ Кто там?", "Привет."]
+    server.texts.clear()
+    narration = "The dragon sleeps. It snores. Who is there?"
+    assert await bounded(translation.to_players(narration, "ru", {})) == ru(narration)
+    assert server.texts == ["The dragon sleeps.", "It snores.", "Who is there?"]  # as it is streamed
+
+
+def test_paragraphs_keep_to_the_limit_and_join_back_exactly():
+    text = "One two. Three four! Five six? Seven.\nEight. Nine."
+    joined = paragraphs(pieces(text), 20)
+    assert [(p.text, p.gap) for p in joined] == [("One two. Three four!", " "), ("Five six? Seven.", "\n"),
+                                                ("Eight. Nine.", "")]
+    assert "".join(p.text + p.gap for p in joined) == text
+    assert [p.text for p in paragraphs(pieces("A very long sentence. B."), 5)] == ["A very long sentence.", "B."]
 
 
 async def test_yandex_a_sentence_longer_than_its_limit_is_cut_at_spaces(server, yandex):
