@@ -12,6 +12,9 @@ from engine.errors import Unavailable
 log = logging.getLogger(__name__)
 M = TypeVar("M")
 R = TypeVar("R")
+# One model loads at a time: transformers' loading is not thread-safe. Loaded side by side, the
+# text model and the embedder once in ~16 starts left SmolLM2's output layer on the "meta" device.
+_LOADING = threading.Lock()
 _STOP = object()
 
 
@@ -81,7 +84,8 @@ class ModelWorker(Generic[M]):
     def _main(self) -> None:
         assert self._ready is not None
         try:
-            self.model = self._loader()
+            with _LOADING:
+                self.model = self._loader()
         except BaseException as exc:  # noqa: BLE001 - reported to the awaiting start()
             self._dead_reason = str(exc)
             self._answer(self._ready, error=exc if isinstance(exc, Exception) else Unavailable(str(exc)))

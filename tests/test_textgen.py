@@ -333,3 +333,51 @@ def test_bundled_model_generates_a_streamed_batch(text_backend):
         assert text.strip()
         assert 1 <= text_backend.count_tokens(text) <= 6
         assert pieces.joined(row) == text
+
+
+def test_a_model_loaded_with_weights_left_on_meta_is_tied_again_or_refused(gpt2_folder):
+    import torch
+    from transformers import AutoModelForCausalLM
+    from engine.textgen.transformers_backend import _check_loaded
+
+    def on_meta(parameter):
+        return torch.nn.Parameter(torch.empty(parameter.shape, device="meta"))
+
+    # The tied output layer left on meta (what loading two models side by side once did): tied again.
+    model = AutoModelForCausalLM.from_pretrained(str(gpt2_folder))
+    model.lm_head.weight = on_meta(model.lm_head.weight)
+    _check_loaded(model)
+    assert model.lm_head.weight is model.transformer.wte.weight and model.lm_head.weight.device.type == "cpu"
+    # A weight no tie can give: a clear error, not a model that fails at its first turn.
+    model.transformer.h[1].attn.c_attn.weight = on_meta(model.transformer.h[1].attn.c_attn.weight)
+    with pytest.raises(RuntimeError, match="no weights for transformer.h.1.attn.c_attn.weight"):
+        _check_loaded(model)
+
+
+def test_models_load_one_at_a_time(monkeypatch):
+    """transformers' loading is not thread-safe: the workers of one process take turns."""
+    import asyncio
+    import threading
+    import time
+
+    from engine.worker import ModelWorker
+
+    inside, overlaps = [0], []
+    lock = threading.Lock()
+
+    def loader():
+        with lock:
+            inside[0] += 1
+            overlaps.append(inside[0])
+        time.sleep(0.2)
+        with lock:
+            inside[0] -= 1
+        return object()
+
+    async def start_all():
+        workers = [ModelWorker(f"m{i}", loader) for i in range(3)]
+        await asyncio.gather(*(w.start() for w in workers))
+        await asyncio.gather(*(w.stop() for w in workers))
+
+    asyncio.run(start_all())
+    assert overlaps == [1, 1, 1]

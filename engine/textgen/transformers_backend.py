@@ -31,6 +31,20 @@ def pick_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
+def _meta_parameters(model) -> list[str]:
+    return [name for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+            if tensor.device.type == "meta"]
+
+
+def _check_loaded(model) -> None:
+    """Every weight loaded: a tied layer left unloaded is tied again; a weight the checkpoint lacks is a
+    clear error now, not a "meta tensor" error at the first turn."""
+    if _meta_parameters(model):
+        model.tie_weights()
+    if missing := _meta_parameters(model):
+        raise RuntimeError(f"the checkpoint has no weights for {', '.join(missing[:3])}")
+
+
 class _RowStreamer:
     """A transformers streamer for a whole batch: sends each row's new text as it appears."""
 
@@ -105,6 +119,7 @@ class TransformersBackend:
             tokenizer = AutoTokenizer.from_pretrained(str(folder))
             counter = AutoTokenizer.from_pretrained(str(folder))
             model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=pick_dtype(dtype, device))
+            _check_loaded(model)
         except Exception as exc:
             raise Unavailable(f"cannot load text model {folder}: {type(exc).__name__}: {exc}") from exc
         model.to(device).eval()
