@@ -72,12 +72,10 @@ class YandexProvider:
             return self._client.translate(source, target, text)
 
     @staticmethod
-    def language_problem(code: str) -> str | None:
+    def language_problem(code: str) -> str | None:  # asked by Translation before every request
         return None if len(code) == 2 else f"Yandex takes two-letter language codes such as ru, not {code!r}"
 
     async def translate(self, text: str, source: str, target: str, generate: Generate | None = None) -> str:
-        if problem := self.language_problem(source) or self.language_problem(target):
-            raise Unavailable(problem)
         if len(text) > self.LIMIT:  # one long sentence: cut at spaces, each part its own request
             out = []
             for part in _cut(text, self.LIMIT):
