@@ -22,6 +22,7 @@ HELP = """Commands:
   /retry          narrate the last turn anew
   /undo           take back the last turn (its actions return)
   /memory         list what the DM remembers
+  /memory last    what the last turn's prompt held from memory, and which recent turns fitted
   /pin <fact>     make the DM always remember a fact
   /summarise      summarise the story so far into a memory now
   /help           this list
@@ -89,10 +90,13 @@ class TerminalGame:
             await self.run_job("summary")
         elif name == "/undo":
             await self.run_job("undo")
+        elif name == "/memory" and rest.strip() == "last":
+            last = await self.services.narrator.last_memory(campaign.id)
+            self.say("\n".join(last[1].lines(last[0])) if last else "(no turn has been narrated yet)")
         elif name == "/memory":
             memories = await store.memories(campaign.id)
             for m in memories:
-                self.say(f"  #{m.id} [{'pinned' if m.pinned else m.kind}] {m.text}")
+                self.say(f"  #{m.id} [{'pinned' if m.pinned else m.kind}] {m.shown}")
             self.say(f"({len(memories)} memories)")
         elif name == "/pin":
             if not rest.strip():

@@ -9,6 +9,7 @@ from cogs.common import campaign_here, require_admin
 from cogs.errors import NO_PINGS, friendly
 from engine.errors import BadInput, EngineError
 from engine.records import Memory
+from engine.turn_context import PromptMemory
 
 PAGE_SIZE = 10
 ICONS = {"fact": "📌", "summary": "🧠", "exact": "📝"}
@@ -17,7 +18,7 @@ ICONS = {"fact": "📌", "summary": "🧠", "exact": "📝"}
 def memory_line(memory: Memory) -> str:
     icon = "📌" if memory.pinned else ICONS.get(memory.kind, "•")
     turns = f" (turns {memory.turn_from}-{memory.turn_to})" if memory.kind == "summary" else ""
-    text = memory.text if len(memory.text) <= 150 else memory.text[:149] + "…"
+    text = memory.shown if len(memory.shown) <= 150 else memory.shown[:149] + "…"
     return f"{icon} `#{memory.id}`{turns} {discord.utils.escape_markdown(text)}"
 
 
@@ -27,6 +28,16 @@ def memory_page(memories: list[Memory], page: int) -> str:
     lines = [memory_line(m) for m in memories[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
     head = f"**What the DM remembers** ({len(memories)}; page {page + 1}/{pages})"
     return "\n".join([head, *lines]) if lines else "The DM remembers nothing yet."
+
+
+def last_memory_text(turn_number: int, remembered: PromptMemory) -> str:
+    """What a turn's prompt held from memory, within one message: long entries are shortened."""
+    lines = [discord.utils.escape_markdown(line if len(line) <= 220 else line[:219] + "…")
+             for line in remembered.lines(turn_number)]
+    lines[0] = f"**{lines[0]}**"
+    lines.append("_Missing something? `/dm memory add` pins a fact the DM always remembers._")
+    text = "\n".join(lines)
+    return text if len(text) <= 2000 else text[:1999] + "…"
 
 
 class MemoryPages(discord.ui.View):
@@ -99,6 +110,14 @@ class MemoryCommands(app_commands.Group):
         view = MemoryPages(memories, interaction.user.id)
         await interaction.followup.send(memory_page(memories, 0), view=view, ephemeral=True,
                                         allowed_mentions=NO_PINGS)
+
+    @app_commands.command(description="What the last turn's prompt held from memory")
+    async def last(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True)
+        campaign = await campaign_here(self.services, interaction)
+        last = await self.services.narrator.last_memory(campaign.id)
+        await interaction.followup.send(last_memory_text(*last) if last else "No turn has been narrated yet.",
+                                        ephemeral=True, allowed_mentions=NO_PINGS)
 
     @app_commands.command(description="Pin a fact the DM always remembers")
     @app_commands.describe(fact="The fact, e.g. 'The cellar password is blue heron'")

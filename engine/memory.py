@@ -1,31 +1,42 @@
-"""Long-term memory: exact entries and summaries, embedded, recalled by similarity within a budget.
+"""Long-term memory: exact entries and summaries, embedded, recalled by meaning and by words.
 
-Vectors of a campaign are scored with numpy from an in-memory index. The store calls back on every
-change of a campaign's memories and the index is dropped, so it never drifts from the database.
+Entries are written here (a turn's exact pieces, summaries, pinned facts); recall is hybrid
+(engine/recall.py): one query per thing the players do now, cosine over the campaign's vectors
+fused with BM25 over its rarer words. Vectors are scored from an in-memory index per campaign that
+follows every change of the store in place (engine/vector_index.py).
 """
 from __future__ import annotations
 
 import logging
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from engine.embeddings import Embedder
+from engine.memory_store import PINNED_KEY, turn_key
+from engine.recall import (NEAR_DUPLICATE, WORDS_WEIGHT, Fusion, Query, Recalled, content_words, rare_words,
+                           strong_hits)
 from engine.records import Action, Memory, NewMemory
 from engine.store import Store
+from engine.vector_index import VectorIndex
 from engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+WORD_HITS = 64  # BM25 candidates per query: rare words match few entries, some of them in the window
 
 
-@dataclass(frozen=True)
-class Recalled:
-    memory: Memory
-    score: float | None  # None for pinned facts, which come regardless of score
+@dataclass
+class Probe:
+    """A turn's queries, embedded and tokenised once; searched again when the window changes."""
+    campaign_id: int
+    queries: list[Query]
+    vectors: np.ndarray
+    word_hits: list[list[tuple[int, float]]] = field(default_factory=list)  # per query: (id, bm25)
+    words: list[list[str]] = field(default_factory=list)
 
 
 def chunk_text(text: str, limit: int) -> list[str]:
@@ -60,27 +71,46 @@ class MemoryBank:
     ) -> None:
         self.store, self._worker, self.embedder_id = store, embed_worker, embedder_id
         self.chunk_chars, self._max_cached, self._timeout = chunk_chars, max_cached_campaigns, timeout_s
-        self._index: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._index: OrderedDict[int, VectorIndex] = OrderedDict()
         self._changes = 0  # counts store changes, so an index read during a change is not kept
-        store.on_memory_change = self.forget_index
+        store.on_memory_change = self.follow_change
 
-    def forget_index(self, campaign_id: int) -> None:
+    def follow_change(self, campaign_id: int, added: Sequence[Memory], removed: Sequence[int] | None) -> None:
+        """Keep the campaign's index in step with a commit, in place; drop it when that cannot be done."""
         self._changes += 1
-        self._index.pop(campaign_id, None)
+        index = self._index.get(campaign_id)
+        if index is None:
+            return
+        if removed is None:
+            self._index.pop(campaign_id)
+            return
+        index.remove(removed)
+        for memory in added:
+            if memory.vector is not None and memory.embedder == self.embedder_id and not index.add(
+                    memory.id, memory.vector, turn_key(memory.turn_from, memory.pinned)):
+                self._index.pop(campaign_id)  # a vector of another size: read it all again next time
+                return
+
+    def chunk(self, text: str) -> list[str]:
+        return chunk_text(text, self.chunk_chars)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         return await self._worker.call(lambda embedder: embedder.encode(texts), timeout=self._timeout)
 
-    async def _entries(self, kind: str, texts: list[str], **extra) -> list[NewMemory]:
+    async def _entries(self, kind: str, texts: list[str], speakers: Sequence[str | None] | None = None,
+                       **extra) -> list[NewMemory]:
         vectors = await self.embed(texts)
-        return [NewMemory(kind, t, v, self.embedder_id, **extra) for t, v in zip(texts, vectors)]
+        speakers = speakers or [None] * len(texts)
+        return [NewMemory(kind, t, v, self.embedder_id, speaker=who, **extra)
+                for t, v, who in zip(texts, vectors, speakers)]
 
     async def turn_entries(self, actions: Sequence[Action], narration: str) -> list[NewMemory]:
-        """Exact entries for one turn: each action and the narration, chunked and embedded as they are."""
-        texts = [c for a in actions for c in chunk_text(f"{a.author_name}: {a.text}", self.chunk_chars)]
-        texts += chunk_text(narration, self.chunk_chars)
-        return await self._entries("exact", texts)
+        """Exact entries for one turn: each action and the narration, chunked and embedded as they are.
+        The speaker's name goes beside an action's entry, not into the text that is embedded."""
+        pieces = [(c, a.author_name) for a in actions for c in self.chunk(a.text)]
+        pieces += [(c, None) for c in self.chunk(narration)]
+        return await self._entries("exact", [p for p, _ in pieces], [who for _, who in pieces])
 
     async def summary_entry(self, summary: str, turn_from: int, turn_to: int) -> NewMemory:
         (entry,) = await self._entries("summary", [summary], turn_from=turn_from, turn_to=turn_to)
@@ -90,13 +120,12 @@ class MemoryBank:
         (entry,) = await self._entries("fact", [fact], pinned=True)
         return await self.store.add_memory(campaign_id, entry)
 
-    async def _campaign_index(self, campaign_id: int) -> tuple[np.ndarray, np.ndarray]:
+    async def _campaign_index(self, campaign_id: int) -> VectorIndex:
         if campaign_id in self._index:
             self._index.move_to_end(campaign_id)
             return self._index[campaign_id]
         changes = self._changes
-        ids, matrix = await self.store.memory_vectors(campaign_id, self.embedder_id)
-        index = (np.asarray(ids, dtype=np.int64), matrix)
+        index = VectorIndex(*await self.store.memory_vectors(campaign_id, self.embedder_id))
         if changes != self._changes:
             return index  # memories changed while we read: use this once, cache the next read
         self._index[campaign_id] = index
@@ -104,38 +133,71 @@ class MemoryBank:
             self._index.popitem(last=False)
         return index
 
+    async def probe(self, campaign_id: int, queries: str | Sequence[Query | str]) -> Probe:
+        """Embed the queries and find their rare words' entries once for a turn."""
+        if isinstance(queries, str):
+            queries = [queries]
+        queries = [q if isinstance(q, Query) else Query(q) for q in queries]
+        queries = [q for q in queries if q.text.strip()]
+        vectors = await self.embed([q.text for q in queries]) if queries else np.zeros((0, 0), np.float32)
+        probe = Probe(campaign_id, queries, vectors)
+        words = [content_words(q.text) for q in queries]
+        counts = await self.store.word_counts(sorted({w for ws in words for w in ws}))
+        entries = len(await self._campaign_index(campaign_id))
+        for query_words in words:
+            rare = rare_words(query_words, counts, entries)
+            probe.words.append(rare)
+            probe.word_hits.append(await self.store.search_words(campaign_id, rare, WORD_HITS))
+        return probe
+
     async def recall(
-        self, campaign_id: int, query: str, *, top_k: int, min_score: float, recent_from_turn: int | None = None
+        self, campaign_id: int, queries: str | Sequence[Query | str], *, top_k: int, min_score: float,
+        recent_from_turn: int | None = None,
     ) -> list[Recalled]:
-        """Pinned facts, then the top_k entries most similar to `query` scoring at least min_score.
+        """Pinned facts, then the top_k entries that best answer the queries (by meaning, at least
+        min_score similar, or by rare words), no two alike. Entries that lie wholly in turns >=
+        recent_from_turn are skipped: the prompt has them already."""
+        probe = await self.probe(campaign_id, queries) if top_k > 0 else None
+        return await self.search(campaign_id, probe, top_k=top_k, min_score=min_score,
+                                 recent_from_turn=recent_from_turn)
 
-        Entries that lie wholly in turns >= recent_from_turn are skipped: the prompt has them already.
-        """
-        pinned = await self.store.memories(campaign_id, pinned_only=True)
-        found = [Recalled(m, None) for m in pinned]
-        if top_k <= 0 or not query.strip():
-            return found
-        (vector,) = await self.embed([query])
-        return found + await self.search(campaign_id, vector, top_k, min_score, recent_from_turn)
+    async def search(self, campaign_id: int, probe: Probe | None, *, top_k: int, min_score: float,
+                     recent_from_turn: int | None) -> list[Recalled]:
+        pinned = [Recalled(m, None) for m in await self.store.memories(campaign_id, pinned_only=True)]
+        if probe is None or not probe.queries or top_k <= 0:
+            return pinned
+        index = await self._campaign_index(campaign_id)
+        if len(index) == 0:
+            return pinned
+        skip_from = PINNED_KEY if recent_from_turn is None else recent_from_turn
+        ids, scores = index.scores(probe.vectors, skip_from)
+        fusion, wanted = Fusion(), min(len(ids), top_k * 4 + 8)
+        for column, query in enumerate(probe.queries):
+            column_scores = scores[:, column]
+            best = np.argpartition(-column_scores, wanted - 1)[:wanted] if wanted < len(ids) else np.arange(len(ids))
+            best = best[np.argsort(-column_scores[best])]
+            fusion.add([int(ids[b]) for b in best if column_scores[b] >= min_score], query.weight)
+            hits = [i for i in strong_hits(probe.word_hits[column]) if i in index and index.key(i) < skip_from]
+            fusion.add(hits[:wanted], query.weight * WORDS_WEIGHT)
+        return pinned + await self._diverse(index, probe, fusion, top_k)
 
-    async def search(
-        self, campaign_id: int, vector: np.ndarray, top_k: int, min_score: float, recent_from_turn: int | None
-    ) -> list[Recalled]:
-        ids, matrix = await self._campaign_index(campaign_id)
-        if len(ids) == 0:
-            return []
-        scores = matrix @ vector
-        # Look at a few more than top_k: some candidates are pinned or already in the recent story.
-        wanted = min(len(ids), top_k * 4 + 8)
-        best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < len(ids) else np.arange(len(ids))
-        best = best[np.argsort(-scores[best])]
-        best = best[scores[best] >= min_score]
-        memories = await self.store.get_memories([int(i) for i in ids[best]])
-        chosen = []
-        for memory, score in zip(memories, scores[best]):
-            in_recent = recent_from_turn is not None and memory.turn_from is not None and memory.turn_from >= recent_from_turn
-            if not memory.pinned and not in_recent:
-                chosen.append(Recalled(memory, float(score)))
+    async def _diverse(self, index: VectorIndex, probe: Probe, fusion: Fusion, top_k: int) -> list[Recalled]:
+        """The best-fused entries, skipping any that says again what a chosen one says."""
+        ranked = fusion.ranked()[: top_k * 4 + 8]
+        memories = {m.id: m for m in await self.store.get_memories(ranked)}
+        chosen: list[Recalled] = []
+        kept: list[np.ndarray] = []
+        all_words = {w for ws in probe.words for w in ws}
+        for memory_id in ranked:
+            memory, vector = memories.get(memory_id), index.vector(memory_id)
+            if memory is None or vector is None:
+                continue
+            if kept and float(np.max(np.stack(kept) @ vector)) > NEAR_DUPLICATE:
+                continue
+            kept.append(vector)
+            shared = tuple(w for w in content_words(memory.text) if w in all_words)
+            similarity = float(np.max(probe.vectors @ vector))
+            chosen.append(Recalled(memory, fusion.scores[memory_id], similarity, shared))
             if len(chosen) == top_k:
                 break
         return chosen

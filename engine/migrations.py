@@ -8,6 +8,8 @@ import logging
 
 import aiosqlite
 
+from engine.records import memory_key
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[str, ...] = (
@@ -92,16 +94,47 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (campaign_id, source)
     );
     """,
+    # 4: recall by words beside meaning, one copy of each memory, and what each turn's prompt recalled.
+    # The FTS5 index lives in the same file and follows the memories table through triggers, so every
+    # transaction that changes memories changes it too. Entries written before this migration keep
+    # their speaker inside their text; the content hash is recomputed over normalised text.
+    """
+    ALTER TABLE memories ADD COLUMN speaker TEXT;  -- who said it; shown with the entry, never embedded
+    ALTER TABLE turns ADD COLUMN context TEXT;     -- JSON: what went into this turn's prompt from memory
+    UPDATE memories SET content_hash = dm_memory_key(text, speaker, pinned);
+    CREATE VIRTUAL TABLE memories_fts USING fts5(
+        text, content = 'memories', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO memories_fts (rowid, text) SELECT id, text FROM memories;
+    CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row');  -- words' document counts
+    CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER memories_fts_update AFTER UPDATE OF text ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    """,
 )
+
+
+async def register_functions(conn: aiosqlite.Connection) -> None:
+    """SQL functions the migrations use: registered on the connection before they run."""
+    await conn.create_function("dm_memory_key", 3, memory_key, deterministic=True)
 
 
 async def apply_migrations(conn: aiosqlite.Connection) -> int:
     """Run the migrations not yet applied, each in its own transaction; returns the new version.
 
-    The connection must be in autocommit mode (isolation_level=None). Each script runs inside
+    The connection must be in autocommit mode (isolation_level=None). SQL functions the scripts
+    call are registered first. Each script runs inside
     BEGIN IMMEDIATE ... COMMIT together with its user_version bump, so a failing script leaves
     the file at the previous version.
     """
+    await register_functions(conn)
     async with conn.execute("PRAGMA user_version") as cursor:
         (version,) = await cursor.fetchone()
     if version > len(MIGRATIONS):

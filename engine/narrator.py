@@ -11,8 +11,9 @@ from typing import Any, Sequence
 from engine.errors import BadInput, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job
-from engine.memory import MemoryBank, Recalled
-from engine.prompt import build_prompt, cut_action
+from engine.memory import MemoryBank
+from engine.prompt import BuiltPrompt, build_prompt, cut_action
+from engine.recall import Recalled, turn_queries
 from engine.records import Action, Campaign, Memory, Turn
 from engine.runner import JobContext
 from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
@@ -20,6 +21,7 @@ from engine.store import Store
 from engine.summarize import PipelineSummarizer, story_text, summary_prompt, summary_settings
 from engine.textgen.base import TextBackend
 from engine.translate import Translation
+from engine.turn_context import PromptMemory, recall_within_budget
 from engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class TurnResult:
     prompt_tokens: int
     turns_in_prompt: int
     notes: tuple[str, ...] = ()  # for the players, e.g. that translation failed this time
+    memory: PromptMemory | None = None  # what the prompt held from memory (/dm memory last)
 
 
 @dataclass(frozen=True)
@@ -153,11 +156,12 @@ class Narrator:
             raise BadInput("nothing to narrate yet: write what your characters do first")
         notes: list[str] = []
         actions, extra = await self._translate_in(campaign, actions, extra, ctx, notes)
-        narration, recalled, built = await self._narrate(campaign, turns, actions, extra, ctx)
+        narration, built, remembered = await self._narrate(campaign, turns, actions, extra, ctx)
         shown = await self._translate_out(campaign, narration, ctx, notes)
         entries = await self.memory.turn_entries(actions, narration)
-        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in actions], narration, entries, shown)
-        result = TurnResult(turn, tuple(recalled), built.tokens, built.turns_used, tuple(notes))
+        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in actions], narration, entries, shown,
+                                               remembered.to_dict())
+        result = self._result(turn, built, remembered, notes)
         ctx.resolve(result)  # players see the turn now; the summary below still holds the channel
         await self._summarise(campaign, ctx, force=False)
         return result
@@ -168,12 +172,22 @@ class Narrator:
         if last is None:
             raise BadInput("there is no narration to retry yet")
         turns = [t for t in await self.store.recent_turns(campaign.id, self.settings.recent_turns + 1) if t.id != last.id]
-        narration, recalled, built = await self._narrate(campaign, turns[-self.settings.recent_turns:], last.actions, "", ctx)
+        narration, built, remembered = await self._narrate(campaign, turns[-self.settings.recent_turns:],
+                                                           last.actions, "", ctx)
         notes: list[str] = []
         shown = await self._translate_out(campaign, narration, ctx, notes)
         entries = await self.memory.turn_entries(last.actions, narration)
-        turn, _ = await self.store.replace_narration(last.id, narration, entries, shown)
-        return TurnResult(turn, tuple(recalled), built.tokens, built.turns_used, tuple(notes))
+        turn, _ = await self.store.replace_narration(last.id, narration, entries, shown, remembered.to_dict())
+        return self._result(turn, built, remembered, notes)
+
+    @staticmethod
+    def _result(turn: Turn, built: BuiltPrompt, remembered: PromptMemory, notes: list[str]) -> TurnResult:
+        return TurnResult(turn, built.memories, built.tokens, built.turns_used, tuple(notes), remembered)
+
+    async def last_memory(self, campaign_id: int) -> tuple[int, PromptMemory] | None:
+        """What the last turn's prompt held from memory, when that turn recorded it."""
+        found = await self.store.turn_context(campaign_id)
+        return None if found is None else (found[0], PromptMemory.from_dict(found[1]))
 
     # --- translation: the story is kept in the model's language, what players read beside it ---
     async def _translate_in(self, campaign: Campaign, actions: list[Action], extra: str, ctx: JobContext,
@@ -214,27 +228,25 @@ class Narrator:
             notes.append(note)
 
     async def _narrate(self, campaign: Campaign, turns: Sequence[Turn], actions: Sequence[Action], extra: str,
-                       ctx: JobContext):
+                       ctx: JobContext) -> tuple[str, BuiltPrompt, PromptMemory]:
         settings = self.campaign_settings(campaign)
-        # Recall with what is about to happen: the pending actions and the end of the last narration.
-        query = "\n".join([*(f"{a.author_name}: {a.text}" for a in actions), extra,
-                           turns[-1].narration[-300:] if turns else ""]).strip()
-        recalled = await self.memory.recall(
-            campaign.id, query, top_k=self.settings.top_k, min_score=self.settings.min_score,
-            recent_from_turn=turns[0].number if turns else None,
-        )
-        built = build_prompt(
-            campaign, memories=recalled, turns=turns, actions=actions, extra=extra, render=self.backend.render,
-            count_tokens=self.backend.count_tokens,
-            budget=self.settings.context_tokens - settings.generation.max_new_tokens,
-            action_limit=self.settings.action_max_chars,
-        )
+        budget = self.settings.context_tokens - settings.generation.max_new_tokens
+
+        def build(recalled: list[Recalled], window: list[Turn]) -> BuiltPrompt:
+            return build_prompt(campaign, memories=recalled, turns=window, actions=actions, extra=extra,
+                                render=self.backend.render, count_tokens=self.backend.count_tokens, budget=budget,
+                                action_limit=self.settings.action_max_chars)
+
+        # Recall with what the players do now; the window and recall agree on the turns the prompt holds.
+        built = await recall_within_budget(
+            self.memory, campaign.id, turn_queries(actions, extra, turns, self.memory.chunk), turns,
+            top_k=self.settings.top_k, min_score=self.settings.min_score, build=build)
         raw = await ctx.generate(built.rendered, settings.generation)
         names = {a.author_name for a in actions} | {a.author_name for t in turns for a in t.actions}
         narration = clean_narration(raw, names)
         if not narration:
             raise Unavailable("the model wrote nothing this time; try /dm continue again")
-        return narration, recalled, built
+        return narration, built, PromptMemory.of(built, turns, budget)
 
     async def _picture_prompt(self, job: Job, ctx: JobContext) -> str:
         """The current scene, condensed by the text model into a prompt for the picture server."""

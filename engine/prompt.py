@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from engine.errors import BadInput
-from engine.memory import Recalled
+from engine.recall import Recalled
 from engine.records import Action, Campaign, Turn
 from engine.textgen.base import Prompt
 
@@ -28,6 +28,8 @@ class BuiltPrompt:
     tokens: int
     turns_used: int  # how many of the recent turns fitted
     memories_used: int
+    memories: tuple[Recalled, ...] = ()  # exactly the memories and turns the prompt holds
+    turns: tuple[Turn, ...] = ()
 
 
 def cut_action(text: str, limit: int) -> tuple[str, bool]:
@@ -53,7 +55,7 @@ def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[
         system += f"\nStyle: {campaign.style}"
     parts = []
     if memories:
-        parts.append("Things to remember:\n" + "\n".join(f"- {r.memory.text}" for r in memories))
+        parts.append("Things to remember:\n" + "\n".join(f"- {r.memory.shown}" for r in memories))
     if turns:
         parts.append("The story so far:\n" + "\n\n".join(_turn_text(t) for t in turns))
     now = [f"{a.author_name}: {cut_action(a.text, action_limit)[0]}" for a in actions]
@@ -78,7 +80,7 @@ def build_prompt(
         rendered = render(prompt)
         tokens = count_tokens(rendered)
         if tokens <= budget:
-            return BuiltPrompt(prompt, rendered, tokens, len(turns), len(memories))
+            return BuiltPrompt(prompt, rendered, tokens, len(turns), len(memories), tuple(memories), tuple(turns))
         if turns:
             turns.pop(0)
         elif any(r.score is not None for r in memories):  # recalled ones go before pinned facts

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -62,6 +64,7 @@ class NewMemory:
     turn_from: int | None = None  # turn numbers; None in commit_turn means "this turn"
     turn_to: int | None = None
     pinned: bool = False
+    speaker: str | None = None  # who said it: shown beside the text in prompts, never embedded
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -76,10 +79,26 @@ class Memory:
     turn_to: int | None
     pinned: bool
     created: float
+    speaker: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The entry as the prompt and the players see it: with its speaker's name."""
+        return f"{self.speaker}: {self.text}" if self.speaker else self.text
 
 
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+_NOT_WORDS = re.compile(r"[\W_]+")
+
+
+def normalised(text: str) -> str:
+    """Text compared for sameness: letter case, accents' forms, punctuation and spacing do not count."""
+    return _NOT_WORDS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def memory_key(text: str, speaker: str | None, pinned: bool | int) -> str:
+    """The content hash that keeps a campaign from storing one memory twice (pinned facts apart)."""
+    key = f"{'fact' if pinned else 'story'}\x1f{normalised(speaker or '')}\x1f{normalised(text)}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def campaign_from_row(row: Sequence[Any]) -> Campaign:
@@ -88,7 +107,7 @@ def campaign_from_row(row: Sequence[Any]) -> Campaign:
 
 def memory_from_row(row: Sequence[Any]) -> Memory:
     vector = None if row[4] is None else np.frombuffer(row[4], dtype=np.float32)
-    return Memory(*row[:4], vector, *row[5:8], bool(row[8]), row[9])
+    return Memory(*row[:4], vector, *row[5:8], bool(row[8]), row[9], row[10])
 
 
 def vector_blob(vector: np.ndarray | None) -> tuple[bytes | None, int | None]:

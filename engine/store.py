@@ -13,34 +13,34 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 import aiosqlite
-import numpy as np
 
 from engine.errors import BadInput
+from engine.memory_store import IDS, MemoryListener, MemoryTables
 from engine.migrations import apply_migrations
-from engine.records import (Action, Campaign, Memory, NewMemory, Turn, campaign_from_row, content_hash,
-                            memory_from_row, vector_blob)
+from engine.records import Action, Campaign, Memory, NewMemory, Turn, campaign_from_row
 
 log = logging.getLogger(__name__)
+
+
+def _json(value: dict | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 _CAMPAIGN_COLUMNS = "id, channel_id, name, premise, style, language, settings, active, created"
 _ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id, original"
 _TURN_COLUMNS = "id, campaign_id, number, narration, created, shown"
-_MEMORY_COLUMNS = (
-    "id, campaign_id, kind, text, vector, embedder, turn_from, turn_to, pinned, created"
-)
-_IDS = "(SELECT value FROM json_each(?))"  # a list of ids as one JSON parameter, any length
+_IDS = IDS
 
 
-class Store:
+class Store(MemoryTables):
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         self._conn = conn
         self.path = path
         self._lock = asyncio.Lock()
-        # Called with a campaign id after a commit that added or removed memories.
-        self.on_memory_change: Callable[[int], None] | None = None
+        # Called after a commit that added or removed memories: (campaign id, added, removed ids).
+        self.on_memory_change: MemoryListener | None = None
 
     @classmethod
     async def open(cls, path: str) -> Store:
@@ -81,14 +81,6 @@ class Store:
 
     async def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return (await self._rows(sql, params))[0][0]
-
-    def _memories_changed(self, campaign_id: int) -> None:
-        if self.on_memory_change is None:
-            return
-        try:
-            self.on_memory_change(campaign_id)
-        except Exception:  # the commit stands; a broken listener must not fail the caller
-            log.exception("on_memory_change failed for campaign %d", campaign_id)
 
     # ----- campaigns -----
 
@@ -198,18 +190,19 @@ class Store:
 
     async def commit_turn(self, campaign_id: int, action_ids: Sequence[int], narration: str,
                           memories: Sequence[NewMemory] = (), shown: str | None = None,
-                          ) -> tuple[Turn, list[Memory]]:
+                          context: dict | None = None) -> tuple[Turn, list[Memory]]:
         """Insert the next turn, consume its pending actions and add its memories, atomically.
 
-        Memories without a turn range get this turn's number. If any action is no longer pending
-        in this campaign, nothing is saved and BadInput is raised.
+        Memories without a turn range get this turn's number; `context` is what its prompt held
+        from memory. If any action is no longer pending in this campaign, nothing is saved and
+        BadInput is raised.
         """
         ids = list(dict.fromkeys(int(i) for i in action_ids))
         async with self._write() as conn:
             cursor = await conn.execute(
-                "INSERT INTO turns (campaign_id, number, narration, created, shown) SELECT ?,"
-                " COALESCE(MAX(number), 0) + 1, ?, ?, ? FROM turns WHERE campaign_id = ?",
-                (campaign_id, narration, time.time(), shown, campaign_id))
+                "INSERT INTO turns (campaign_id, number, narration, created, shown, context) SELECT ?,"
+                " COALESCE(MAX(number), 0) + 1, ?, ?, ?, ? FROM turns WHERE campaign_id = ?",
+                (campaign_id, narration, time.time(), shown, _json(context), campaign_id))
             turn_id = cursor.lastrowid
             cursor = await conn.execute(
                 f"UPDATE actions SET turn_id = ? WHERE campaign_id = ? AND turn_id IS NULL"
@@ -218,27 +211,32 @@ class Store:
                 raise BadInput("some of these actions are not pending any more; turn not saved")
             (turn,) = await self._turns(conn, "id = ?", (turn_id,))
             added = await self._insert_memories(conn, campaign_id, memories, turn.number)
-        if added:
-            self._memories_changed(campaign_id)
+        self._memories_changed(campaign_id, added)
         return turn, added
 
     async def replace_narration(self, turn_id: int, narration: str, memories: Sequence[NewMemory] = (),
-                                shown: str | None = None) -> tuple[Turn, list[Memory]]:
+                                shown: str | None = None, context: dict | None = None) -> tuple[Turn, list[Memory]]:
         """For a retry: new narration, and this turn's own exact memories swapped for new ones."""
         async with self._write() as conn:
-            cursor = await conn.execute(
-                "UPDATE turns SET narration = ?, shown = ? WHERE id = ?", (narration, shown, turn_id))
+            cursor = await conn.execute("UPDATE turns SET narration = ?, shown = ?, context = ? WHERE id = ?",
+                                        (narration, shown, _json(context), turn_id))
             if cursor.rowcount == 0:
                 raise BadInput(f"there is no turn {turn_id}")
             (turn,) = await self._turns(conn, "id = ?", (turn_id,))
-            cursor = await conn.execute(
-                "DELETE FROM memories WHERE campaign_id = ? AND kind = 'exact'"
-                " AND turn_from = ? AND turn_to = ?", (turn.campaign_id, turn.number, turn.number))
-            removed = cursor.rowcount
+            removed = await self._delete_memories(
+                conn, "campaign_id = ? AND kind = 'exact' AND turn_from = ? AND turn_to = ?",
+                (turn.campaign_id, turn.number, turn.number))
             added = await self._insert_memories(conn, turn.campaign_id, memories, turn.number)
-        if added or removed:
-            self._memories_changed(turn.campaign_id)
+        self._memories_changed(turn.campaign_id, added, removed)
         return turn, added
+
+    async def turn_context(self, campaign_id: int) -> tuple[int, dict] | None:
+        """The last turn's number and what its prompt held from memory, when it was recorded."""
+        rows = await self._rows("SELECT number, context FROM turns WHERE campaign_id = ? ORDER BY number DESC"
+                                " LIMIT 1", (campaign_id,))
+        if not rows or rows[0][1] is None:
+            return None
+        return rows[0][0], json.loads(rows[0][1])
 
     async def recent_turns(self, campaign_id: int, limit: int) -> list[Turn]:
         """The last `limit` turns, oldest first, with their actions."""
@@ -270,100 +268,10 @@ class Store:
             turn = turns[0]
             await conn.execute("UPDATE actions SET turn_id = NULL WHERE turn_id = ?", (turn.id,))
             await conn.execute("DELETE FROM turns WHERE id = ?", (turn.id,))
-            cursor = await conn.execute(
-                "DELETE FROM memories WHERE campaign_id = ? AND turn_to >= ? AND pinned = 0",
-                (campaign_id, turn.number))
-            removed = cursor.rowcount
-        if removed:
-            self._memories_changed(campaign_id)
+            removed = await self._delete_memories(
+                conn, "campaign_id = ? AND turn_to >= ? AND pinned = 0", (campaign_id, turn.number))
+        self._memories_changed(campaign_id, (), removed)
         return turn
-
-    # ----- memories -----
-
-    async def _insert_memories(self, conn: aiosqlite.Connection, campaign_id: int,
-                               memories: Sequence[NewMemory], number: int | None) -> list[Memory]:
-        added = []
-        for memory in memories:
-            blob, dim = vector_blob(memory.vector)
-            turn_from = number if memory.turn_from is None else memory.turn_from
-            turn_to = number if memory.turn_to is None else memory.turn_to
-            created = time.time()
-            cursor = await conn.execute(
-                "INSERT INTO memories (campaign_id, kind, text, content_hash, vector, dim,"
-                " embedder, turn_from, turn_to, pinned, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (campaign_id, memory.kind, memory.text, content_hash(memory.text), blob, dim,
-                 memory.embedder, turn_from, turn_to, int(memory.pinned), created))
-            vector = None if blob is None else np.frombuffer(blob, dtype=np.float32)
-            added.append(Memory(cursor.lastrowid, campaign_id, memory.kind, memory.text, vector,
-                                memory.embedder, turn_from, turn_to, bool(memory.pinned), created))
-        return added
-
-    async def add_memory(self, campaign_id: int, memory: NewMemory) -> Memory:
-        """Add one memory; its turn range is kept as given (None stays None)."""
-        async with self._write() as conn:
-            (added,) = await self._insert_memories(conn, campaign_id, [memory], None)
-        self._memories_changed(campaign_id)
-        return added
-
-    async def memories(self, campaign_id: int, embedder: str | None = None, *,
-                       pinned_only: bool = False) -> list[Memory]:
-        """Pinned ones first, then by id; only that embedder's when one is given."""
-        rows = await self._rows(
-            f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE campaign_id = ?"
-            " AND (? IS NULL OR embedder = ?) AND (pinned = 1 OR NOT ?) ORDER BY pinned DESC, id",
-            (campaign_id, embedder, embedder, pinned_only))
-        return [memory_from_row(row) for row in rows]
-
-    async def memory_vectors(self, campaign_id: int, embedder: str) -> tuple[list[int], np.ndarray]:
-        """Ids and an (n, dim) float32 matrix of that embedder's vectors; (0, 0) when none."""
-        rows = await self._rows(
-            "SELECT id, dim, vector FROM memories WHERE campaign_id = ? AND embedder = ?"
-            " AND vector IS NOT NULL ORDER BY id", (campaign_id, embedder))
-        if not rows:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        dim = rows[-1][1]
-        if any(row[1] != dim for row in rows):
-            log.warning("campaign %d: embedder %r has vectors of several sizes; keeping size %d",
-                        campaign_id, embedder, dim)
-            rows = [row for row in rows if row[1] == dim]
-        matrix = np.frombuffer(bytearray().join(row[2] for row in rows), dtype=np.float32)
-        return [row[0] for row in rows], matrix.reshape(len(rows), dim)
-
-    async def get_memories(self, ids: Sequence[int]) -> list[Memory]:
-        """Those memories in the order of `ids`; ids that do not exist are skipped."""
-        ids = [int(i) for i in ids]  # numpy integers from an index are welcome too
-        rows = await self._rows(f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE id IN {_IDS}",
-                                (json.dumps(ids),))
-        found = {row[0]: memory_from_row(row) for row in rows}
-        return [found[i] for i in ids if i in found]
-
-    async def delete_memory(self, campaign_id: int, memory_id: int) -> bool:
-        async with self._write() as conn:
-            cursor = await conn.execute("DELETE FROM memories WHERE id = ? AND campaign_id = ?",
-                                        (memory_id, campaign_id))
-        if cursor.rowcount > 0:
-            self._memories_changed(campaign_id)
-        return cursor.rowcount > 0
-
-    async def reset_memory(self, campaign_id: int, keep_pinned: bool = False) -> int:
-        """Delete the campaign's memories (pinned ones too unless keep_pinned); returns how many."""
-        async with self._write() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM memories WHERE campaign_id = ? AND (pinned = 0 OR NOT ?)",
-                (campaign_id, keep_pinned))
-        if cursor.rowcount > 0:
-            self._memories_changed(campaign_id)
-        return cursor.rowcount
-
-    async def memory_count(self, campaign_id: int) -> int:
-        return await self._value(
-            "SELECT COUNT(*) FROM memories WHERE campaign_id = ?", (campaign_id,))
-
-    async def last_summary_turn(self, campaign_id: int) -> int:
-        return await self._value(
-            "SELECT COALESCE(MAX(turn_to), 0) FROM memories"
-            " WHERE campaign_id = ? AND kind = 'summary'", (campaign_id,))
 
     # --- looks: appearance notes per named character, for pictures ---
     async def set_look(self, campaign_id: int, name: str, description: str) -> None:

@@ -288,7 +288,7 @@ async def test_retry_replaces_the_narration_and_undo_gives_the_actions_back(worl
     turn = await world.store.last_turn(campaign.id)
     exact = [m for m in await world.store.memories(campaign.id) if m.kind == "exact"]
     assert exact and {(m.turn_from, m.turn_to) for m in exact} == {(1, 1)}
-    assert f"Aria: {first}" in [m.text for m in exact]
+    assert f"Aria: {first}" in [m.shown for m in exact]
 
     model.script = "The reliquary holds only dust and a single silver key."
     retried = await world.slash(world.bob, world.table, "dm retry")
@@ -357,6 +357,24 @@ async def test_memory_show_pages_add_forget_and_reset_with_its_confirm_buttons(w
     assert reply_text(wiped) == f"🧹 The DM forgot {total - 1} memories of this campaign."
     assert await world.store.memory_count(campaign.id) == 0
     assert reply_text(await world.slash(world.alice, world.table, "dm memory show")) == "The DM remembers nothing yet."
+
+
+async def test_memory_last_shows_what_the_last_turn_remembered(world):
+    campaign = await start(world)
+    nothing = await world.slash(world.alice, world.table, "dm memory last")
+    assert nothing.ephemeral and reply_text(nothing) == "No turn has been narrated yet."
+    await world.slash(world.gm, world.table, "dm memory add", fact="The abbot's *secret* is the crypt key.")
+    await world.alice.send(world.table, "I ring the abbey bell.")
+    await world.slash(world.alice, world.table, "dm continue")
+    await world.bob.send(world.table, "I ask about the crypt key.")
+    await world.slash(world.bob, world.table, "dm continue")
+    last = await world.slash(world.bob, world.table, "dm memory last")
+    text = reply_text(last)
+    assert last.ephemeral and text.splitlines()[0].startswith("**Turn 2's prompt:") and "tokens" in text
+    (fact,) = [m for m in await world.store.memories(campaign.id) if m.pinned]
+    assert f"#{fact.id}" in text and "\\*secret\\*" in text  # players' markdown shown as written
+    assert "Recent story: turn 1" in text and "/dm memory add" in text
+    assert text not in [m.content for m in world.table.history(viewer=world.alice)]
 
 
 async def test_admin_commands_refuse_members_without_the_role_and_serve_those_with_it(world):

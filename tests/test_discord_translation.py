@@ -68,7 +68,7 @@ async def test_players_write_and_read_russian_while_the_prompt_is_english(world,
     assert turn.narration == NARRATION and turn.shown == posted
     (action,) = turn.actions
     assert (action.text, action.original) == ("I draw my sword and go into tavern.", "Я достаю свой меч и иду в таверну.")
-    memories = [m.text for m in await world.store.memories(campaign.id)]
+    memories = [m.shown for m in await world.store.memories(campaign.id)]
     assert "Aria: I draw my sword and go into tavern." in memories and NARRATION in memories
     assert await world.store.glossary(campaign.id) == {"Aria": "Aria"}  # filled from the players' names
 

@@ -52,8 +52,8 @@ async def test_whole_turn_consumes_actions_streams_and_remembers_word_for_word(s
     prompt = prompts[0]
     assert prompt.index("Bram: I pay the smith Tolda") < prompt.index("Ilsa: I ask the innkeeper")
     assert "A tavern at the edge of the Murk." in prompt
-    texts = [m.text for m in await store.memories(campaign.id)]
-    assert "Bram: I pay the smith Tolda the 30 gold coins I owe her." in texts
+    shown = [m.shown for m in await store.memories(campaign.id)]
+    assert "Bram: I pay the smith Tolda the 30 gold coins I owe her." in shown
     assert result.prompt_tokens == services.backend.count_tokens(prompt)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sqlite3
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest_asyncio
 
 from engine import migrations
 from engine.errors import BadInput
-from engine.records import NewMemory
+from engine.records import NewMemory, memory_key
 from engine.store import Store
 
 pytestmark = pytest.mark.asyncio
@@ -249,7 +248,8 @@ async def test_reset_memory_is_one_transaction(store, campaign):
     assert await store.reset_memory(campaign.id, keep_pinned=True) == 4
     await store._conn.set_trace_callback(None)
     assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
-    assert sum(s.startswith("DELETE") for s in statements) == 1
+    # one DELETE statement (the trace repeats it for each row its FTS5 trigger follows)
+    assert len({s for s in statements if s.startswith("DELETE FROM memories ")}) == 1
     assert [m.text for m in await store.memories(campaign.id)] == ["m0"]
     assert await store.reset_memory(campaign.id) == 1
     assert await store.memory_count(campaign.id) == 0
@@ -267,13 +267,13 @@ async def test_vectors_round_trip_and_embedders_do_not_mix(store, campaign):
                for i, v in enumerate(big)]
     await store.add_memory(campaign.id, exact("no vector", None, "mini"))
 
-    ids, matrix = await store.memory_vectors(campaign.id, "mini")
+    ids, matrix, keys = await store.memory_vectors(campaign.id, "mini")
     assert ids == ids_mini and matrix.dtype == np.float32 and matrix.shape == (3, 8)
-    assert matrix.tobytes() == mini.tobytes()
-    ids, matrix = await store.memory_vectors(campaign.id, "big")
+    assert matrix.tobytes() == mini.tobytes() and keys == [-1, -1, -1]  # in no turn
+    ids, matrix, _ = await store.memory_vectors(campaign.id, "big")
     assert ids == ids_big and np.array_equal(matrix, big.astype(np.float32))
-    ids, matrix = await store.memory_vectors(campaign.id, "unknown")
-    assert ids == [] and matrix.shape == (0, 0) and matrix.dtype == np.float32
+    ids, matrix, keys = await store.memory_vectors(campaign.id, "unknown")
+    assert ids == [] == keys and matrix.shape == (0, 0) and matrix.dtype == np.float32
 
     stored = await store.memories(campaign.id, embedder="mini")
     assert [m.text for m in stored] == ["m0", "m1", "m2", "no vector"]
@@ -282,7 +282,7 @@ async def test_vectors_round_trip_and_embedders_do_not_mix(store, campaign):
     got = await store.get_memories(np.array([ids_big[1], 999_999, ids_mini[2]]))
     assert [m.text for m in got] == ["b1", "m2"]
     assert raw(store.path, "SELECT content_hash, dim FROM memories WHERE id = ?", (ids_mini[1],)) == [
-        (hashlib.sha256(b"m1").hexdigest(), 8)]
+        (memory_key("m1", None, False), 8)]
     with pytest.raises(ValueError):
         await store.add_memory(campaign.id, exact("matrix", np.zeros((2, 2)), "mini"))
 
@@ -293,8 +293,8 @@ async def test_memories_pinned_first_delete_and_last_summary(store, campaign):
     assert (one.turn_from, one.turn_to) == (None, None)
     assert [m.id for m in await store.memories(campaign.id)] == [pinned.id, one.id]
     assert await store.last_summary_turn(campaign.id) == 0
-    await store.add_memory(campaign.id, NewMemory("summary", "s", None, "", 1, 6))
-    await store.add_memory(campaign.id, NewMemory("summary", "s", None, "", 7, 12))
+    await store.add_memory(campaign.id, NewMemory("summary", "s1", None, "", 1, 6))
+    await store.add_memory(campaign.id, NewMemory("summary", "s2", None, "", 7, 12))
     assert await store.last_summary_turn(campaign.id) == 12
     other = await store.create_campaign(500, "Other")
     assert not await store.delete_memory(other.id, one.id)  # not that campaign's
@@ -303,28 +303,71 @@ async def test_memories_pinned_first_delete_and_last_summary(store, campaign):
     assert await store.memory_count(campaign.id) == 3
 
 
-async def test_on_memory_change_called_after_memory_commits(store, campaign):
-    calls: list[int] = []
-    store.on_memory_change = calls.append
+async def test_on_memory_change_tells_what_each_commit_added_and_removed(store, campaign):
+    calls: list[tuple[int, list[str], list[int]]] = []
+    store.on_memory_change = lambda cid, added, removed: calls.append((cid, [m.text for m in added], list(removed)))
     a = await store.add_action(campaign.id, 1, "Ann", "x")
     await store.commit_turn(campaign.id, [a.id], "No memories.")
     assert calls == []
-    turn, _ = await store.commit_turn(campaign.id, [], "With.", [exact("t2")])
+    turn, (t2,) = await store.commit_turn(campaign.id, [], "With.", [exact("t2")])
     memory = await store.add_memory(campaign.id, exact("loose"))
-    await store.replace_narration(turn.id, "Retold.", [exact("t2b")])
+    _, (t2b,) = await store.replace_narration(turn.id, "Retold.", [exact("t2b")])
     await store.delete_memory(campaign.id, memory.id)
     await store.undo_last_turn(campaign.id)
-    await store.add_memory(campaign.id, exact("again"))
+    again = await store.add_memory(campaign.id, exact("again"))
     await store.reset_memory(campaign.id)
-    assert calls == [campaign.id] * 7
-    assert await store.reset_memory(campaign.id) == 0 and len(calls) == 7  # nothing removed
+    assert calls == [(campaign.id, ["t2"], []), (campaign.id, ["loose"], []), (campaign.id, ["t2b"], [t2.id]),
+                     (campaign.id, [], [memory.id]), (campaign.id, [], [t2b.id]), (campaign.id, ["again"], []),
+                     (campaign.id, [], [again.id])]
+    assert await store.reset_memory(campaign.id) == 0 and len(calls) == 7  # nothing removed, nobody told
 
-    def broken(campaign_id: int) -> None:
+    def broken(*args) -> None:
         raise RuntimeError("listener bug")
 
     store.on_memory_change = broken
     assert (await store.add_memory(campaign.id, exact("still saved"))).id
     assert await store.memory_count(campaign.id) == 1
+
+
+async def test_a_memory_is_stored_once(store, campaign):
+    first = await store.add_memory(campaign.id, exact("The door creaks open.", speaker="Ann"))
+    # the same words in other case, spacing and punctuation: the same memory
+    assert (await store.add_memory(campaign.id, exact("the door  creaks open!", speaker="Ann"))).id == first.id
+    other_speaker = await store.add_memory(campaign.id, exact("The door creaks open.", speaker="Bram"))
+    pinned = await store.add_memory(campaign.id, exact("The door creaks open.", pinned=True))
+    assert len({first.id, other_speaker.id, pinned.id}) == 3  # another speaker, or a pinned fact, is another memory
+    a = await store.add_action(campaign.id, 1, "Ann", "x")
+    turn, added = await store.commit_turn(campaign.id, [a.id], "The door creaks open.",
+                                          [exact("The door creaks open.", speaker="Ann"), exact("Dust falls."),
+                                           exact("dust falls")])
+    assert [m.text for m in added] == ["Dust falls."]  # one copy within a turn, none of what was stored
+    assert await store.memory_count(campaign.id) == 4
+    await store.undo_last_turn(campaign.id)
+    assert await store.memory_count(campaign.id) == 3
+    assert (await store.get_memories([first.id]))[0].speaker == "Ann"
+
+
+async def test_the_words_index_follows_the_memories_table(store, campaign):
+    async def found(word: str) -> list[int]:
+        return [i for i, _ in await store.search_words(campaign.id, [word], 10)]
+
+    other = await store.create_campaign(401, "Other")
+    elsewhere = await store.add_memory(other.id, exact("The Marigold sails elsewhere."))
+    one = await store.add_memory(campaign.id, exact("We sail on the Marigold at dawn."))
+    a = await store.add_action(campaign.id, 1, "Ann", "x")
+    turn, (told,) = await store.commit_turn(campaign.id, [a.id], "n", [exact("The Marigold's captain is Orsk.")])
+    assert await found("marigold") == [one.id, told.id] or await found("marigold") == [told.id, one.id]
+    assert (await store.word_counts(["marigold", "orsk", "nothing"])) == {"marigold": 3, "orsk": 1}
+    _, (retold,) = await store.replace_narration(turn.id, "n2", [exact("Orsk sold the Marigold.")])
+    assert set(await found("marigold")) == {one.id, retold.id} and await found("captain") == []
+    await store.undo_last_turn(campaign.id)
+    assert await found("marigold") == [one.id] and await found("orsk") == []
+    assert await store.delete_memory(campaign.id, one.id)
+    assert await found("marigold") == []
+    await store.add_memory(campaign.id, exact("Marigold again."))
+    await store.reset_memory(campaign.id)
+    assert await found("marigold") == [] and await store.word_counts(["marigold"]) == {"marigold": 1}
+    assert [i for i, _ in await store.search_words(other.id, ["marigold"], 10)] == [elsewhere.id]
 
 
 async def test_concurrent_add_action_all_stored(store, campaign):

@@ -1,0 +1,101 @@
+"""Hybrid recall: what the players do now finds what the story holds, by meaning and by words.
+
+Each query (one per pending action, the /dm continue direction, and, weaker, the end of the last
+narration) ranks the campaign's entries twice: by cosine similarity of embeddings, and by BM25 over
+its rarer words (SQLite FTS5), so a ship called "Marigold" or a password is found even where the
+embedding does not care about names. The rankings are fused with weighted reciprocal rank fusion;
+near-duplicates never take two slots; top_k remain.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from engine.records import Action, Memory, Turn
+
+RRF_K = 60             # the usual constant of reciprocal rank fusion: rank 1 and rank 5 stay close
+TAIL_WEIGHT = 0.5      # the end of the last narration is a weaker query than anything a player wrote
+TAIL_CHARS = 300
+WORDS_WEIGHT = 1.0     # a list ranked by words counts as much as one ranked by meaning
+NEAR_DUPLICATE = 0.92  # cosine above which two entries say the same thing: only the first is kept
+MAX_QUERIES = 24
+MAX_WORDS = 6          # the rarest words of a query that go to FTS5
+COMMON_SHARE = 0.05    # a word in more than this share of the campaign's entries is not rare
+WORDS_RELATIVE = 0.5   # a hit by words counts when its BM25 is at least this share of the query's best
+_WORD = re.compile(r"\w+")
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between both but
+by can could did do does doing down during each few for from further had has have having he her here hers herself
+him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only or
+other our ours ourselves out over own same she should so some such than that the their theirs them themselves then
+there these they this those through to too under until up very was we were what when where which while who whom
+why will with would you your yours yourself yourselves let lets us go goes went get gets got one also still yet
+into onto upon ask asks asked tell tells told say says said see sees saw look looks looked try tries tried
+""".split())
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Recalled:
+    memory: Memory
+    score: float | None  # the fused score that ranked it; None for pinned facts, which always come
+    similarity: float | None = None  # its best cosine against the turn's queries
+    words: tuple[str, ...] = ()  # the rare words it shares with them
+
+
+def turn_queries(actions: Sequence[Action], extra: str, turns: Sequence[Turn], chunk) -> list[Query]:
+    """What recall searches with: each action (without the speaker's name, which would match every
+    entry of that player) and the direction, then the end of the last narration, weaker."""
+    queries = [Query(piece) for a in actions for piece in chunk(a.text)]
+    queries += [Query(piece) for piece in chunk(extra)]
+    tail = turns[-1].narration[-TAIL_CHARS:].strip() if turns else ""
+    if tail:
+        queries.append(Query(tail, TAIL_WEIGHT if queries else 1.0))
+    return queries[-MAX_QUERIES:]
+
+
+def fold(word: str) -> str:
+    """A word as FTS5's unicode61 tokenizer (remove_diacritics 2) keeps it."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def content_words(text: str) -> list[str]:
+    """The words worth matching literally: no stopwords, nothing shorter than 3 letters but numbers."""
+    found = (fold(w) for w in _WORD.findall(text))
+    return list(dict.fromkeys(w for w in found if w not in STOPWORDS and (len(w) >= 3 or w.isdigit())))
+
+
+def strong_hits(hits: Sequence[tuple[int, float]]) -> list[int]:
+    """The ids of BM25 hits close to the best one: an entry sharing only a lesser word with the query
+    (a "sail" beside the "Marigold" it asked about) is not a find."""
+    best = max((score for _, score in hits), default=0.0)
+    return [memory_id for memory_id, score in hits if score >= WORDS_RELATIVE * best]
+
+
+def rare_words(words: Iterable[str], counts: dict[str, int], entries: int) -> list[str]:
+    """The rarest of `words` in the store, leaving out those too common to single anything out."""
+    limit = max(2, int(COMMON_SHARE * entries))
+    known = [w for w in words if 0 < counts.get(w, 0) <= limit]  # an unknown word matches nothing
+    return sorted(known, key=lambda w: counts[w])[:MAX_WORDS]
+
+
+class Fusion:
+    """Weighted reciprocal rank fusion of ranked lists of memory ids."""
+
+    def __init__(self) -> None:
+        self.scores: dict[int, float] = {}
+
+    def add(self, ranked: Sequence[int], weight: float) -> None:
+        for rank, memory_id in enumerate(ranked, start=1):
+            self.scores[memory_id] = self.scores.get(memory_id, 0.0) + weight / (RRF_K + rank)
+
+    def ranked(self) -> list[int]:
+        return sorted(self.scores, key=lambda i: (-self.scores[i], -i))  # ties: the newer entry first

@@ -1,0 +1,186 @@
+"""Hybrid recall on the real MiniLM embedder over a real SQLite store: words beside meaning, one slot per
+thing said, queries per action, and the index and FTS5 kept in step with every change."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.memory import MemoryBank
+from engine.recall import Query, content_words, rare_words, turn_queries
+from engine.records import Action, NewMemory, Turn
+from engine.store import Store
+from engine.vector_index import VectorIndex
+from engine.worker import ModelWorker
+
+
+@pytest.fixture
+async def store(db_path):
+    opened = await Store.open(db_path)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def bank(store, embedder):
+    worker = ModelWorker("embedder", lambda: embedder)
+    await worker.start()
+    yield MemoryBank(store, worker, embedder.id, chunk_chars=200)
+    await worker.stop()
+
+
+async def play(store, bank, campaign_id, author, text, narration):
+    act = await store.add_action(campaign_id, 7, author, text)
+    turn, added = await store.commit_turn(campaign_id, [act.id], narration, await bank.turn_entries([act], narration))
+    return turn, added
+
+
+async def test_a_repeated_narration_is_stored_once_and_never_takes_two_slots(store, bank):
+    campaign = await store.create_campaign(1, "Echoes")
+    await play(store, bank, campaign.id, "Ann", "I hide the key under the blue stone by the well.", "Nobody sees you.")
+    repeated = "The rain drums on the roof of the tavern while the fire crackles."
+    near = ["The rain drums on the roof of the tavern, and the fire crackles.",
+            "Rain drums on the tavern roof while the fire crackles softly."]
+    for i in range(12):  # a small model repeating itself, word for word and nearly so
+        await play(store, bank, campaign.id, "Bram", f"I wait by the fire for hour {i}.", repeated)
+    for text in near:
+        await play(store, bank, campaign.id, "Bram", "I keep waiting.", text)
+    narrations = [m for m in await store.memories(campaign.id) if m.speaker is None]
+    assert [m.text for m in narrations].count(repeated) == 1 and len(narrations) == 4
+    found = await bank.recall(campaign.id, "Does the rain still drum on the tavern roof by the fire?", top_k=3,
+                              min_score=0.0)
+    rainy = [r for r in found if "rain" in r.memory.text.lower()]
+    assert len(rainy) == 1, [r.memory.text for r in found]  # one slot for what is said three times
+    assert len(found) == 3  # the other slots went to other entries
+
+
+async def test_a_rare_name_is_found_by_words_where_the_vectors_miss_it(store, bank, embedder):
+    campaign = await store.create_campaign(1, "Harbour")
+    target = "Bram paid for the Marigold with his last coins."
+    distractors = ["Our boat is ready to sail at dawn.", "The vessel is ready to sail from the harbour.",
+                   "Ships are ready to sail when the tide turns.", "The fishing boats are ready to leave port.",
+                   "The sloop is rigged and ready for the sea."]
+    for text in [target, *distractors]:
+        await play(store, bank, campaign.id, "Kel", "I look at the harbour.", text)
+    question = "Is the Marigold ready to sail?"
+    # by meaning alone the target is not among the best two: the name is all it shares with the question
+    narrations = [m for m in await store.memories(campaign.id) if m.speaker is None]
+    scores = [float(m.vector @ embedder.encode([question])[0]) for m in narrations]
+    by_meaning = [narrations[i].text for i in np.argsort(scores)[::-1][:2]]
+    assert target not in by_meaning
+    found = await bank.recall(campaign.id, question, top_k=2, min_score=0.0)
+    assert target in [r.memory.text for r in found]
+    hit = next(r for r in found if r.memory.text == target)
+    assert hit.words == ("marigold",)
+    # and even when no entry is similar enough by meaning, the word still brings it
+    strict = await bank.recall(campaign.id, question, top_k=2, min_score=0.99)
+    assert [r.memory.text for r in strict] == [target]
+
+
+def test_common_words_do_not_count_as_rare():
+    words = content_words("I ask the harbourmaster whether the Marigold is ready, at 417 paces!")
+    assert words == ["harbourmaster", "whether", "marigold", "ready", "417", "paces"]
+    counts = {"harbourmaster": 2, "whether": 90, "marigold": 1, "ready": 400, "417": 1}
+    # "paces" is in no entry; "ready" is in 40% of them; "whether" in 9% (more than 5%)
+    assert rare_words(words, counts, entries=1000) == ["marigold", "417", "harbourmaster"]
+
+
+def action(author: str, text: str) -> Action:
+    return Action(1, 1, 7, author, text, 0.0, None)
+
+
+def test_each_action_is_its_own_query_and_the_narration_tail_a_weaker_one():
+    turn = Turn(1, 1, 1, "x" * 1000 + " and the wind howls over the moor.", (), 0.0)
+    queries = turn_queries([action("Ann", "I ask for the password."), action("Bram", "I sharpen my axe.")],
+                           "the guard answers", [turn], lambda text: [text] if text.strip() else [])
+    assert [q.text for q in queries[:3]] == ["I ask for the password.", "I sharpen my axe.", "the guard answers"]
+    assert all(q.weight == 1.0 for q in queries[:3])
+    assert queries[3].text.endswith("howls over the moor.") and len(queries[3].text) <= 300
+    assert queries[3].weight < 1.0
+    assert all("Ann" not in q.text and "Bram" not in q.text for q in queries)  # names are not queried
+    alone = turn_queries([], "", [turn], lambda text: [text] if text.strip() else [])
+    assert len(alone) == 1 and alone[0].weight == 1.0  # a bare /dm continue: the tail is all there is
+
+
+async def test_an_action_finds_its_fact_when_the_last_narration_is_long_and_unrelated(store, bank):
+    campaign = await store.create_campaign(1, "Crowded")
+    await play(store, bank, campaign.id, "Ilsa", "I whisper that the vault password is copper wren.", "The lamp gutters.")
+    tail = ("The storm rolls over the market square, tearing awnings from the stalls and scattering apples, "
+            "fish and bolts of cloth across the wet cobbles while merchants shout, children run for cover and "
+            "the bells of the harbour tower ring out over the crashing waves and the howling wind.")
+    for i in range(20):
+        await play(store, bank, campaign.id, "Kel", f"I run through the storm, street {i}.",
+                   tail.replace("apples", f"apples ({i})"))
+    action_text = "At the heavy door I speak the secret word I was told."  # no word in common with the fact
+    (last,) = await store.recent_turns(campaign.id, 1)
+    queries = turn_queries([action("Ilsa", action_text)], "", [last], bank.chunk)
+    found = await bank.recall(campaign.id, queries, top_k=3, min_score=0.25, recent_from_turn=last.number)
+    assert "copper wren" in found[0].memory.text, [r.memory.text for r in found]
+    # The old query, the action and the tail of the narration as one text, lost it among the storm.
+    mixed = await bank.recall(campaign.id, f"Ilsa: {action_text}\n{last.narration[-300:]}", top_k=3, min_score=0.25,
+                              recent_from_turn=last.number)
+    assert all("copper wren" not in r.memory.text for r in mixed)
+
+
+async def test_the_index_and_the_words_follow_every_change_in_place(store, bank):
+    campaign = await store.create_campaign(1, "Changes")
+
+    async def in_step() -> VectorIndex:
+        index = bank._index[campaign.id]
+        ids, _, keys = await store.memory_vectors(campaign.id, bank.embedder_id)
+        assert sorted(index._row) == ids and [index.key(i) for i in ids] == keys
+        for memory in await store.memories(campaign.id):  # every entry is found by its words, and only those
+            words = content_words(memory.text)[:1]
+            assert memory.id in [i for i, _ in await store.search_words(campaign.id, words, 100)]
+        return index
+
+    turn, _ = await play(store, bank, campaign.id, "Ann", "The Marigold sails at dawn.", "Gulls cry over the water.")
+    await bank.recall(campaign.id, "the ship", top_k=3, min_score=0.0)  # loads the index
+    index = await in_step()
+    turn2, _ = await play(store, bank, campaign.id, "Bram", "I pay the ferryman Osk two silver.", "He nods.")
+    assert bank._index[campaign.id] is index and len(index) == 4  # added in place, not rebuilt
+    await in_step()
+    entries = await bank.turn_entries(turn2.actions, "Osk spits into the river.")
+    await store.replace_narration(turn2.id, "Osk spits into the river.", entries)  # a retry
+    assert await store.search_words(campaign.id, ["nods"], 10) == []
+    await in_step()
+    pinned = await bank.pin(campaign.id, "Vhal is the drowned god.")
+    found = await bank.recall(campaign.id, "Who is Vhal?", top_k=3, min_score=0.0)
+    assert found[0].memory.id == pinned.id and pinned.id not in [r.memory.id for r in found[1:]]
+    await in_step()
+    await store.undo_last_turn(campaign.id)
+    assert await store.search_words(campaign.id, ["osk"], 10) == []
+    assert all("Osk" not in r.memory.text for r in await bank.recall(campaign.id, "Osk", top_k=5, min_score=-1))
+    await in_step()
+    marigold = next(m for m in await store.memories(campaign.id) if "Marigold" in m.text)
+    assert await store.delete_memory(campaign.id, marigold.id)  # /dm memory forget
+    assert await store.search_words(campaign.id, ["marigold"], 10) == []
+    await in_step()
+    assert await store.reset_memory(campaign.id, keep_pinned=True) == 1
+    assert bank._index[campaign.id] is index and len(index) == 1
+    await in_step()
+    assert [r.memory.id for r in await bank.recall(campaign.id, "gulls", top_k=3, min_score=-1)] == [pinned.id]
+
+
+def test_the_vector_index_grows_removes_and_compacts():
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((200, 8)).astype(np.float32)
+    index = VectorIndex(list(range(10)), vectors[:10], list(range(10)))
+    for i in range(10, 200):
+        assert index.add(i, vectors[i], i)
+    assert not index.add(999, np.zeros(4, np.float32), 1)  # another size: refused, the caller rebuilds
+    index.remove(list(range(0, 150)))
+    assert len(index) == 50 and 10 not in index and index.key(160) == 160
+    ids, scores = index.scores(vectors[199:200], skip_from=199)
+    order = ids[np.argsort(-scores[:, 0])]
+    assert set(ids[np.isfinite(scores[:, 0])]) == set(range(150, 199))  # 199 is at the skip line
+    assert np.array_equal(index.vector(170), vectors[170]) and order[0] in range(150, 199)
+
+
+async def test_weak_queries_count_less():
+    from engine.recall import Fusion
+
+    fusion = Fusion()
+    fusion.add([1, 2], 1.0)
+    fusion.add([3], 0.5)
+    assert fusion.ranked() == [1, 2, 3]
+    assert Query("x").weight == 1.0
