@@ -36,6 +36,7 @@ test: setup-dev
 bench: setup
 	$(BIN)/python bench/turn.py
 	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/batching.py
 

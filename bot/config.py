@@ -184,7 +184,7 @@ class LLMConfig:
 @dataclass(frozen=True)
 class MemoryConfig:
     embedder: str = setting("bundled:minilm", _str())
-    top_k: int = setting(3, _int(0, 50))
+    top_k: int = setting(5, _int(0, 50))
     min_score: float = setting(0.25, _float(-1, 1))
     summarize_every: int = setting(6, _int(0, 1000))  # 0: never
     chunk_chars: int = setting(400, _int(100, 4000))

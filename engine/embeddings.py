@@ -46,6 +46,16 @@ class Embedder:
             raise Unavailable(f"cannot load embedder {spec}: {type(exc).__name__}: {exc}") from exc
         return cls(model, embedder_id)
 
+    def common_words(self) -> frozenset[str] | None:
+        """The everyday words its tokenizer keeps whole (lower case); None when it has no vocabulary.
+        Recall matches literally only what lies outside them: names, numbers, rare words."""
+        try:
+            vocab = self.model.tokenizer.get_vocab()
+        except AttributeError:
+            return None
+        words = (w.lstrip("▁Ġ").casefold() for w in vocab)
+        return frozenset(w for w in words if len(w) >= 2 and w.isalpha())
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

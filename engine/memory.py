@@ -17,8 +17,8 @@ import numpy as np
 
 from engine.embeddings import Embedder
 from engine.memory_store import PINNED_KEY, turn_key
-from engine.recall import (NEAR_DUPLICATE, WORDS_WEIGHT, Fusion, Query, Recalled, content_words, rare_words,
-                           strong_hits)
+from engine.recall import (NEAR_DUPLICATE, Query, Recalled, content_words, distinctive_words, rare_words, word_bonus,
+                           word_slots)
 from engine.records import Action, Memory, NewMemory
 from engine.store import Store
 from engine.vector_index import VectorIndex
@@ -73,6 +73,8 @@ class MemoryBank:
         self.chunk_chars, self._max_cached, self._timeout = chunk_chars, max_cached_campaigns, timeout_s
         self._index: OrderedDict[int, VectorIndex] = OrderedDict()
         self._changes = 0  # counts store changes, so an index read during a change is not kept
+        self._common: frozenset[str] | None = None  # the embedder's everyday words, read once
+        self._common_read = False
         store.on_memory_change = self.follow_change
 
     def follow_change(self, campaign_id: int, added: Sequence[Memory], removed: Sequence[int] | None) -> None:
@@ -133,15 +135,19 @@ class MemoryBank:
             self._index.popitem(last=False)
         return index
 
-    async def probe(self, campaign_id: int, queries: str | Sequence[Query | str]) -> Probe:
-        """Embed the queries and find their rare words' entries once for a turn."""
+    async def probe(self, campaign_id: int, queries: str | Sequence[Query | str],
+                    vectors: np.ndarray | None = None) -> Probe:
+        """Embed the queries (unless their vectors are given) and find their rare words' entries, once
+        for a turn."""
         if isinstance(queries, str):
             queries = [queries]
         queries = [q if isinstance(q, Query) else Query(q) for q in queries]
-        queries = [q for q in queries if q.text.strip()]
-        vectors = await self.embed([q.text for q in queries]) if queries else np.zeros((0, 0), np.float32)
+        if vectors is None:
+            queries = [q for q in queries if q.text.strip()]
+            vectors = await self.embed([q.text for q in queries]) if queries else np.zeros((0, 0), np.float32)
         probe = Probe(campaign_id, queries, vectors)
-        words = [content_words(q.text) for q in queries]
+        common = await self._common_words()
+        words = [[] if q.in_prompt else distinctive_words(q.text, common) for q in queries]
         counts = await self.store.word_counts(sorted({w for ws in words for w in ws}))
         entries = len(await self._campaign_index(campaign_id))
         for query_words in words:
@@ -149,6 +155,12 @@ class MemoryBank:
             probe.words.append(rare)
             probe.word_hits.append(await self.store.search_words(campaign_id, rare, WORD_HITS))
         return probe
+
+    async def _common_words(self) -> frozenset[str] | None:
+        if not self._common_read:
+            self._common = await self._worker.call(lambda embedder: embedder.common_words(), timeout=self._timeout)
+            self._common_read = True
+        return self._common
 
     async def recall(
         self, campaign_id: int, queries: str | Sequence[Query | str], *, top_k: int, min_score: float,
@@ -170,34 +182,44 @@ class MemoryBank:
         if len(index) == 0:
             return pinned
         skip_from = PINNED_KEY if recent_from_turn is None else recent_from_turn
-        ids, scores = index.scores(probe.vectors, skip_from)
-        fusion, wanted = Fusion(), min(len(ids), top_k * 4 + 8)
-        for column, query in enumerate(probe.queries):
-            column_scores = scores[:, column]
-            best = np.argpartition(-column_scores, wanted - 1)[:wanted] if wanted < len(ids) else np.arange(len(ids))
-            best = best[np.argsort(-column_scores[best])]
-            fusion.add([int(ids[b]) for b in best if column_scores[b] >= min_score], query.weight)
-            hits = [i for i in strong_hits(probe.word_hits[column]) if i in index and index.key(i) < skip_from]
-            fusion.add(hits[:wanted], query.weight * WORDS_WEIGHT)
-        return pinned + await self._diverse(index, probe, fusion, top_k)
+        ids, similarity = index.scores(probe.vectors, skip_from)
+        weights = np.array([q.weight for q in probe.queries], dtype=np.float32)
+        base = (similarity * weights).max(axis=1)  # each entry's best weighted similarity to any query
+        wanted = min(len(ids), top_k * 4 + 8)
+        best = np.argpartition(-base, wanted - 1)[:wanted] if wanted < len(ids) else np.arange(len(ids))
+        scores = {int(ids[b]): float(base[b]) for b in best if base[b] >= min_score}
+        bonus: dict[int, float] = {}
+        for hits in probe.word_hits:
+            for memory_id, extra in word_bonus(hits).items():
+                if memory_id in index and index.key(memory_id) < skip_from:
+                    bonus[memory_id] = max(bonus.get(memory_id, 0.0), extra)
+        rows = index.rows(list(bonus))
+        for memory_id, row in zip(bonus, rows):
+            scores[memory_id] = float(base[row]) + bonus[memory_id]
+        ranked = sorted(scores, key=lambda i: (-scores[i], -i))  # ties: the newer entry first
+        return pinned + await self._diverse(index, probe, ranked, scores, set(bonus), top_k)
 
-    async def _diverse(self, index: VectorIndex, probe: Probe, fusion: Fusion, top_k: int) -> list[Recalled]:
-        """The best-fused entries, skipping any that says again what a chosen one says."""
-        ranked = fusion.ranked()[: top_k * 4 + 8]
+    async def _diverse(self, index: VectorIndex, probe: Probe, ranked: list[int], scores: dict[int, float],
+                       by_words: set[int], top_k: int) -> list[Recalled]:
+        """The best entries, skipping any that says again what a chosen one (or the prompt) says. One
+        found by a distinctive word is never a copy: that word is what sets it apart."""
+        ranked = ranked[: top_k * 4 + 8]
         memories = {m.id: m for m in await self.store.get_memories(ranked)}
         chosen: list[Recalled] = []
-        kept: list[np.ndarray] = []
+        kept = [probe.vectors[i] for i, q in enumerate(probe.queries) if q.in_prompt]
         all_words = {w for ws in probe.words for w in ws}
+        word_slots_left = word_slots(top_k)
         for memory_id in ranked:
             memory, vector = memories.get(memory_id), index.vector(memory_id)
-            if memory is None or vector is None:
+            if memory is None or vector is None or (memory_id in by_words and not word_slots_left):
                 continue
-            if kept and float(np.max(np.stack(kept) @ vector)) > NEAR_DUPLICATE:
+            word_slots_left -= memory_id in by_words
+            if memory_id not in by_words and kept and float(np.max(np.stack(kept) @ vector)) > NEAR_DUPLICATE:
                 continue
             kept.append(vector)
             shared = tuple(w for w in content_words(memory.text) if w in all_words)
             similarity = float(np.max(probe.vectors @ vector))
-            chosen.append(Recalled(memory, fusion.scores[memory_id], similarity, shared))
+            chosen.append(Recalled(memory, scores[memory_id], similarity, shared))
             if len(chosen) == top_k:
                 break
         return chosen

@@ -32,7 +32,7 @@ FACT_MAX_CHARS = 1000  # a pinned fact goes into every prompt: keep it a fact, n
 class NarratorSettings:
     generation: GenerationSettings
     context_tokens: int = 2048
-    top_k: int = 3
+    top_k: int = 5
     min_score: float = 0.25
     summarize_every: int = 6
     recent_turns: int = 8

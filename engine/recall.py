@@ -1,10 +1,13 @@
 """Hybrid recall: what the players do now finds what the story holds, by meaning and by words.
 
 Each query (one per pending action, the /dm continue direction, and, weaker, the end of the last
-narration) ranks the campaign's entries twice: by cosine similarity of embeddings, and by BM25 over
-its rarer words (SQLite FTS5), so a ship called "Marigold" or a password is found even where the
-embedding does not care about names. The rankings are fused with weighted reciprocal rank fusion;
-near-duplicates never take two slots; top_k remain.
+narration) scores the campaign's entries by cosine similarity of embeddings; its distinctive words
+(names, numbers, words outside everyday vocabulary) find entries by BM25 in SQLite FTS5, so a ship
+called "Marigold" is found even where the embedding does not care about names. An entry's score is
+its best weighted similarity to any query plus a bonus for the words it shares with one (max-score
+fusion: measured on bench/memory.py, reciprocal rank fusion let any second, weak vote outrank the
+one query that had the entry first). Entries found by words take at most about half the slots;
+near-duplicates never take two; top_k remain.
 """
 from __future__ import annotations
 
@@ -15,16 +18,22 @@ from typing import Iterable, Sequence
 
 from engine.records import Action, Memory, Turn
 
-RRF_K = 60             # the usual constant of reciprocal rank fusion: rank 1 and rank 5 stay close
-TAIL_WEIGHT = 0.5      # the end of the last narration is a weaker query than anything a player wrote
+TAIL_WEIGHT = 0.3      # the end of the last narration is a weaker query than anything a player wrote
 TAIL_CHARS = 300
-WORDS_WEIGHT = 1.0     # a list ranked by words counts as much as one ranked by meaning
-NEAR_DUPLICATE = 0.92  # cosine above which two entries say the same thing: only the first is kept
+WORDS_BONUS = 1.0      # added for the best BM25 match of a query's distinctive words (scaled by BM25): a name
+                       # the player just used outranks any likeness, up to the word slots below
+
+
+def word_slots(top_k: int) -> int:
+    """How many of top_k slots entries found by words may take: the rest stay for meaning."""
+    return max(1, (top_k + 1) // 2)
+NEAR_DUPLICATE = 0.92  # cosine above which two texts say the same thing: only one takes a slot
 MAX_QUERIES = 24
 MAX_WORDS = 6          # the rarest words of a query that go to FTS5
 COMMON_SHARE = 0.05    # a word in more than this share of the campaign's entries is not rare
 WORDS_RELATIVE = 0.5   # a hit by words counts when its BM25 is at least this share of the query's best
 _WORD = re.compile(r"\w+")
+_NAME = re.compile(r"(?<![.!?…:;\"«(\n])(?<=\S)\s+([A-Z][\w'-]*\w)")  # a capitalised word not opening a sentence
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
@@ -40,6 +49,8 @@ into onto upon ask asks asked tell tells told say says said see sees saw look lo
 class Query:
     text: str
     weight: float = 1.0
+    in_prompt: bool = False  # text the prompt holds already (the last narration): its copies are not recalled,
+                             # and its own words would only find it again, so it searches by meaning only
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ def turn_queries(actions: Sequence[Action], extra: str, turns: Sequence[Turn], c
     queries += [Query(piece) for piece in chunk(extra)]
     tail = turns[-1].narration[-TAIL_CHARS:].strip() if turns else ""
     if tail:
-        queries.append(Query(tail, TAIL_WEIGHT if queries else 1.0))
+        queries.append(Query(tail, TAIL_WEIGHT if queries else 1.0, in_prompt=True))
     return queries[-MAX_QUERIES:]
 
 
@@ -73,11 +84,21 @@ def content_words(text: str) -> list[str]:
     return list(dict.fromkeys(w for w in found if w not in STOPWORDS and (len(w) >= 3 or w.isdigit())))
 
 
-def strong_hits(hits: Sequence[tuple[int, float]]) -> list[int]:
-    """The ids of BM25 hits close to the best one: an entry sharing only a lesser word with the query
-    (a "sail" beside the "Marigold" it asked about) is not a find."""
+def distinctive_words(text: str, common: frozenset[str] | None) -> list[str]:
+    """The content words that single something out: numbers, names (capitalised inside a sentence) and
+    words outside `common`, the everyday vocabulary the embedder knows whole. Everyday words ("name",
+    "horse") are left to the embedding, which knows them well; matching them literally only crowds out
+    what the embedding found."""
+    names = {fold(m.group(1)) for m in _NAME.finditer(text)}
+    return [w for w in content_words(text)
+            if w.isdigit() or any(c.isdigit() for c in w) or w in names or (common is not None and w not in common)]
+
+
+def word_bonus(hits: Sequence[tuple[int, float]]) -> dict[int, float]:
+    """A bonus per BM25 hit, the best one getting WORDS_BONUS; hits well below the best get none: an entry
+    sharing only a lesser word with the query (a "sail" beside the "Marigold" it asked about) is no find."""
     best = max((score for _, score in hits), default=0.0)
-    return [memory_id for memory_id, score in hits if score >= WORDS_RELATIVE * best]
+    return {memory_id: WORDS_BONUS * score / best for memory_id, score in hits if score >= WORDS_RELATIVE * best}
 
 
 def rare_words(words: Iterable[str], counts: dict[str, int], entries: int) -> list[str]:
@@ -85,17 +106,3 @@ def rare_words(words: Iterable[str], counts: dict[str, int], entries: int) -> li
     limit = max(2, int(COMMON_SHARE * entries))
     known = [w for w in words if 0 < counts.get(w, 0) <= limit]  # an unknown word matches nothing
     return sorted(known, key=lambda w: counts[w])[:MAX_WORDS]
-
-
-class Fusion:
-    """Weighted reciprocal rank fusion of ranked lists of memory ids."""
-
-    def __init__(self) -> None:
-        self.scores: dict[int, float] = {}
-
-    def add(self, ranked: Sequence[int], weight: float) -> None:
-        for rank, memory_id in enumerate(ranked, start=1):
-            self.scores[memory_id] = self.scores.get(memory_id, 0.0) + weight / (RRF_K + rank)
-
-    def ranked(self) -> list[int]:
-        return sorted(self.scores, key=lambda i: (-self.scores[i], -i))  # ties: the newer entry first

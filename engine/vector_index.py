@@ -61,6 +61,10 @@ class VectorIndex:
         row = self._row.get(memory_id)
         return None if row is None else self._matrix[row]
 
+    def rows(self, memory_ids: Sequence[int]) -> list[int]:
+        """The rows of memory ids the index holds (as `scores` numbers them)."""
+        return [self._row[i] for i in memory_ids]
+
     def key(self, memory_id: int) -> int | None:
         row = self._row.get(memory_id)
         return None if row is None else int(self._keys[row])

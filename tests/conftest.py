@@ -39,6 +39,28 @@ def db_path(tmp_path) -> str:
 
 
 @pytest.fixture
+async def store(db_path):
+    """A real store in this test's SQLite file."""
+    from engine.store import Store
+
+    opened = await Store.open(db_path)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def bank(store, embedder):
+    """Memory over that store, with the session's embedder in its own worker thread."""
+    from engine.memory import MemoryBank
+    from engine.worker import ModelWorker
+
+    worker = ModelWorker("embedder", lambda: embedder)
+    await worker.start()
+    yield MemoryBank(store, worker, embedder.id, chunk_chars=200)
+    await worker.stop()
+
+
+@pytest.fixture
 def make_config(tmp_path):
     """A real Config for the bundled models, a temp database and the shared model cache."""
     from bot.config import parse_config

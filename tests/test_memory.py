@@ -4,10 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.memory import MemoryBank, chunk_text
+from engine.memory import chunk_text
 from engine.records import NewMemory
-from engine.store import Store
-from engine.worker import ModelWorker
 
 # ----- chunk_text -----
 
@@ -101,21 +99,6 @@ QUESTIONS = [  # (question, a piece of the fact that must come first)
     ("Where is the dragon's lair?", "waterfall"),
     ("What did Captain Orsk promise the party?", "promised us his ship"),
 ]
-
-
-@pytest.fixture
-async def store(db_path):
-    opened = await Store.open(db_path)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def bank(store, embedder):
-    worker = ModelWorker("embedder", lambda: embedder)
-    await worker.start()
-    yield MemoryBank(store, worker, embedder.id, chunk_chars=200)
-    await worker.stop()
 
 
 @pytest.fixture

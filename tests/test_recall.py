@@ -3,29 +3,10 @@ thing said, queries per action, and the index and FTS5 kept in step with every c
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from engine.memory import MemoryBank
-from engine.recall import Query, content_words, rare_words, turn_queries
-from engine.records import Action, NewMemory, Turn
-from engine.store import Store
+from engine.recall import WORDS_BONUS, Query, content_words, rare_words, turn_queries, word_bonus
+from engine.records import Action, Turn
 from engine.vector_index import VectorIndex
-from engine.worker import ModelWorker
-
-
-@pytest.fixture
-async def store(db_path):
-    opened = await Store.open(db_path)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def bank(store, embedder):
-    worker = ModelWorker("embedder", lambda: embedder)
-    await worker.start()
-    yield MemoryBank(store, worker, embedder.id, chunk_chars=200)
-    await worker.stop()
 
 
 async def play(store, bank, campaign_id, author, text, narration):
@@ -176,11 +157,20 @@ def test_the_vector_index_grows_removes_and_compacts():
     assert np.array_equal(index.vector(170), vectors[170]) and order[0] in range(150, 199)
 
 
-async def test_weak_queries_count_less():
-    from engine.recall import Fusion
-
-    fusion = Fusion()
-    fusion.add([1, 2], 1.0)
-    fusion.add([3], 0.5)
-    assert fusion.ranked() == [1, 2, 3]
-    assert Query("x").weight == 1.0
+async def test_a_weak_query_counts_less_and_words_take_at_most_half_the_slots(store, bank):
+    campaign = await store.create_campaign(1, "Weights")
+    for n in range(4):
+        await play(store, bank, campaign.id, "Kel", f"I polish the Zephyrine's brass bell, number {n}.", f"Tick {n}.")
+    for n in range(50):  # the name is rare among a hundred entries
+        await play(store, bank, campaign.id, "Bram", f"I count barrel {n} in the hold.", f"Barrel {n} is full of salt.")
+    await play(store, bank, campaign.id, "Ann", "The vault password is copper wren.", "Silence.")
+    await play(store, bank, campaign.id, "Ann", "The guards change at midnight by the vault.", "Silence falls.")
+    found = await bank.recall(campaign.id, [Query("I ask about the Zephyrine and the vault password.")], top_k=5,
+                              min_score=0.0)
+    by_words = [r for r in found if "zephyrine" in r.words]
+    assert len(by_words) == 3  # five slots: three at most for the name, the others for meaning
+    assert any("copper wren" in r.memory.text for r in found)
+    tail = Query("I ask about the vault password.", weight=0.3, in_prompt=True)
+    weak = await bank.recall(campaign.id, [Query("I polish the bell."), tail], top_k=1, min_score=0.0)
+    assert "bell" in weak[0].memory.text  # the strong query's best wins over the weak one's
+    assert word_bonus([(1, 8.0), (2, 3.0), (3, 4.0)]) == {1: WORDS_BONUS, 3: WORDS_BONUS / 2}

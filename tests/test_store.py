@@ -66,6 +66,28 @@ async def test_migrations_applied_and_reopen_keeps_data(tmp_path, monkeypatch):
     assert raw(path, "PRAGMA user_version") == [(len(migrations.MIGRATIONS),)]
 
 
+async def test_a_database_of_the_last_release_gets_its_words_indexed_and_hashes_renewed(tmp_path, monkeypatch):
+    path = str(tmp_path / "old.sqlite3")
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])  # as version 3 shipped
+    old = await Store.open(path)
+    campaign = await old.create_campaign(1, "Old")
+    for text in ("Ann: The Marigold sails at dawn.", "Ann: the marigold sails at dawn!"):  # copies then
+        await old._conn.execute(
+            "INSERT INTO memories (campaign_id, kind, text, content_hash, embedder, created)"
+            " VALUES (?, 'exact', ?, 'old-hash', '', 0)", (campaign.id, text))
+    await old.close()
+    monkeypatch.undo()
+    store = await Store.open(path)
+    assert raw(path, "PRAGMA user_version") == [(len(migrations.MIGRATIONS),)]
+    first, second = await store.memories(campaign.id)
+    assert first.speaker is None and first.text == "Ann: The Marigold sails at dawn."  # kept as it was
+    assert sorted(i for i, _ in await store.search_words(campaign.id, ["marigold"], 10)) == [first.id, second.id]
+    assert {h for (h,) in raw(path, "SELECT content_hash FROM memories")} == {memory_key(first.text, None, False)}
+    again = await store.add_memory(campaign.id, exact("Ann: THE MARIGOLD SAILS AT DAWN", embedder=""))
+    assert again.id == first.id and await store.memory_count(campaign.id) == 2  # no third copy
+    await store.close()
+
+
 async def test_failing_migration_rolls_back_and_keeps_version(tmp_path, monkeypatch):
     path = str(tmp_path / "db.sqlite3")
     await (await Store.open(path)).close()
