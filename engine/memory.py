@@ -182,9 +182,8 @@ class MemoryBank:
         if len(index) == 0:
             return pinned
         skip_from = PINNED_KEY if recent_from_turn is None else recent_from_turn
-        ids, similarity = index.scores(probe.vectors, skip_from)
-        weights = np.array([q.weight for q in probe.queries], dtype=np.float32)
-        base = (similarity * weights).max(axis=1)  # each entry's best weighted similarity to any query
+        weights = np.array([[q.weight] for q in probe.queries], dtype=np.float32)
+        ids, base = index.best_scores(probe.vectors * weights, skip_from)  # best weighted similarity per entry
         wanted = min(len(ids), top_k * 4 + 8)
         best = np.argpartition(-base, wanted - 1)[:wanted] if wanted < len(ids) else np.arange(len(ids))
         scores = {int(ids[b]): float(base[b]) for b in best if base[b] >= min_score}

@@ -25,13 +25,13 @@ from engine.records import Action, Campaign, Memory, NewMemory, Turn, campaign_f
 log = logging.getLogger(__name__)
 
 
-def _json(value: dict | None) -> str | None:
-    return None if value is None else json.dumps(value)
-
 _CAMPAIGN_COLUMNS = "id, channel_id, name, premise, style, language, settings, active, created"
 _ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id, original"
 _TURN_COLUMNS = "id, campaign_id, number, narration, created, shown"
-_IDS = IDS
+
+
+def _json(value: dict | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 class Store(MemoryTables):
@@ -183,7 +183,7 @@ class Store(MemoryTables):
             f"SELECT {_TURN_COLUMNS} FROM turns WHERE {where} ORDER BY number", params)
         actions: dict[int, list[Action]] = {row[0]: [] for row in rows}
         for row in await conn.execute_fetchall(
-                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE turn_id IN {_IDS} ORDER BY id",
+                f"SELECT {_ACTION_COLUMNS} FROM actions WHERE turn_id IN {IDS} ORDER BY id",
                 (json.dumps(list(actions)),)):
             actions[row[6]].append(Action(*row))
         return [Turn(*row[:4], tuple(actions[row[0]]), row[4], row[5]) for row in rows]
@@ -206,7 +206,7 @@ class Store(MemoryTables):
             turn_id = cursor.lastrowid
             cursor = await conn.execute(
                 f"UPDATE actions SET turn_id = ? WHERE campaign_id = ? AND turn_id IS NULL"
-                f" AND id IN {_IDS}", (turn_id, campaign_id, json.dumps(ids)))
+                f" AND id IN {IDS}", (turn_id, campaign_id, json.dumps(ids)))
             if cursor.rowcount != len(ids):
                 raise BadInput("some of these actions are not pending any more; turn not saved")
             (turn,) = await self._turns(conn, "id = ?", (turn_id,))

@@ -3,8 +3,10 @@ thing said, queries per action, and the index and FTS5 kept in step with every c
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from engine.recall import WORDS_BONUS, Query, content_words, rare_words, turn_queries, word_bonus
+from engine.recall import (WORDS_BONUS, Query, content_words, distinctive_words, rare_words, turn_queries,
+                           word_bonus)
 from engine.records import Action, Turn
 from engine.vector_index import VectorIndex
 
@@ -63,6 +65,15 @@ def test_common_words_do_not_count_as_rare():
     counts = {"harbourmaster": 2, "whether": 90, "marigold": 1, "ready": 400, "417": 1}
     # "paces" is in no entry; "ready" is in 40% of them; "whether" in 9% (more than 5%)
     assert rare_words(words, counts, entries=1000) == ["marigold", "417", "harbourmaster"]
+
+
+def test_distinctive_words_are_names_numbers_and_words_outside_everyday_vocabulary(embedder):
+    common = embedder.common_words()
+    assert {"horse", "name", "ready", "whisper"} <= common and "marigold" not in common
+    text = "Horses wait. I ask the harbourmaster whether Raven, my horse, is ready to sail the Marigold 417 paces."
+    # "Horses" opens a sentence (not a name); "Raven" is an everyday word but written as a name
+    assert distinctive_words(text, common) == ["harbourmaster", "raven", "marigold", "417"]
+    assert distinctive_words(text, None) == ["raven", "marigold", "417"]  # no vocabulary: names and numbers
 
 
 def action(author: str, text: str) -> Action:
@@ -151,10 +162,12 @@ def test_the_vector_index_grows_removes_and_compacts():
     assert not index.add(999, np.zeros(4, np.float32), 1)  # another size: refused, the caller rebuilds
     index.remove(list(range(0, 150)))
     assert len(index) == 50 and 10 not in index and index.key(160) == 160
-    ids, scores = index.scores(vectors[199:200], skip_from=199)
-    order = ids[np.argsort(-scores[:, 0])]
-    assert set(ids[np.isfinite(scores[:, 0])]) == set(range(150, 199))  # 199 is at the skip line
-    assert np.array_equal(index.vector(170), vectors[170]) and order[0] in range(150, 199)
+    ids, best = index.best_scores(vectors[[160, 199]], skip_from=199)
+    assert set(ids[np.isfinite(best)]) == set(range(150, 199))  # 199 is at the skip line
+    assert ids[np.argmax(best)] == 160 and best.max() == pytest.approx(float(vectors[160] @ vectors[160]), rel=1e-5)
+    expected = np.maximum(vectors[150:199] @ vectors[160], vectors[150:199] @ vectors[199])
+    assert np.allclose(best[np.isfinite(best)], expected, rtol=1e-5)
+    assert np.array_equal(index.vector(170), vectors[170])
 
 
 async def test_a_weak_query_counts_less_and_words_take_at_most_half_the_slots(store, bank):
