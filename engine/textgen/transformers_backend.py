@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
 from engine.textgen.base import GenRequest, Prompt, StopCheck, TokenSink
+from engine.textgen.control_tokens import control_markers, neutralise_prompt
 from engine.textgen.models import ModelSource, convert_gguf, resolve_text_model
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class TransformersBackend:
         eos = model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.stop_ids = {t for t in [*eos, tokenizer.eos_token_id] if t is not None}
+        self.control_markers = control_markers(tokenizer)
 
     @classmethod
     def load(
@@ -126,6 +128,7 @@ class TransformersBackend:
         return cls(model, tokenizer, counter, name or ModelSource(str(folder)).name)
 
     def render(self, prompt: Prompt) -> str:
+        prompt = neutralise_prompt(prompt, self.control_markers)  # players cannot write control tokens
         if not self.is_chat:
             return prompt.continuation
         messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
