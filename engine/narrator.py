@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -78,7 +79,7 @@ class Narrator:
     # --- outside jobs: quick, no model ---
     async def add_action(self, campaign_id: int, author_id: int, author_name: str, text: str) -> tuple[Action, str | None]:
         """Store a player's action (before anyone acknowledges it); returns it and a note if it was cut."""
-        if not text or not text.strip():
+        if not visible(text):
             raise BadInput("an empty action: write what your character does")
         kept, was_cut = cut_action(text, self.settings.action_max_chars)
         name = author_name.strip() or "Someone"
@@ -289,12 +290,23 @@ class Narrator:
         return summary
 
 
+def visible(text: str) -> bool:
+    """Whether text shows anything: zero-width, format and control characters and spaces do not."""
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cf", "Cc", "Co", "Cn", "Zl", "Zp")
+               for c in text or "")
+
+
 def clean_narration(text: str, player_names: set[str]) -> str:
-    """The narration without lines where the model starts to play the players (or itself) again."""
-    speakers = {"DM", *player_names}
-    pattern = re.compile(r"^\s*(" + "|".join(re.escape(n) for n in speakers if n) + r")\s*:", re.MULTILINE)
-    match = pattern.search(text, 1)
+    """The narration without lines where the model plays the players (or itself) again: a player's
+    line at the very start is dropped, and everything from the next speaker's line on is cut."""
+    text = re.sub(r"^\s*DM\s*:\s*", "", text.strip())
+    names = "|".join(re.escape(n) for n in player_names if n)
+    if names:
+        player_line = re.compile(rf"^\s*({names})\s*:[^\n]*(\n|$)")
+        while match := player_line.match(text):
+            text = text[match.end():]
+    speakers = "|".join(re.escape(n) for n in {"DM", *player_names} if n)
+    match = re.compile(rf"^\s*({speakers})\s*:", re.MULTILINE).search(text, 1)
     if match:
         text = text[: match.start()]
-    text = re.sub(r"^\s*DM\s*:\s*", "", text.strip())
-    return text.strip()
+    return re.sub(r"^\s*DM\s*:\s*", "", text.strip()).strip()

@@ -113,7 +113,7 @@ async def test_retry_replaces_the_narration_and_undo_returns_actions(services):
 async def test_bad_input_is_refused_with_a_message_and_loses_nothing(services):
     store, narrator = services.store, services.narrator
     campaign = await store.create_campaign(14, "empty")
-    for blank in ("", "   \n\t"):
+    for blank in ("", "   \n\t", "\u200b\u200d\ufeff", "\u2060 \u200e\x00"):  # zero-width and control characters
         with pytest.raises(BadInput, match="empty action"):
             await narrator.add_action(campaign.id, 1, "Bram", blank)
     with pytest.raises(BadInput, match="nothing to narrate"):

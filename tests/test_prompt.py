@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import BadInput
-from engine.memory import Recalled
+from engine.recall import Recalled
 from engine.prompt import INSTRUCTIONS, build_prompt, cut_action
 from engine.records import Action, Campaign, Memory, Turn
 
@@ -141,3 +141,16 @@ def test_continuation_shape_for_plain_models(text_backend):
                          "Cira: I read the runes on the wall.\nDM:")
     assert "- Bram owes the smith Tolda 30 gold coins." in text and "DM: Narration 8:" in text
     assert "Narrate what happens next." not in text  # instructions for chat models only
+
+
+def test_narration_cleaning_drops_a_players_line_at_the_start_and_cuts_at_the_next_speaker():
+    from engine.narrator import clean_narration
+
+    names = {"Bram", "Ilsa"}
+    assert clean_narration("Bram: I attack the troll!\nThe troll roars and swings.", names) == "The troll roars and swings."
+    assert clean_narration("DM: Bram: I hide.\nIlsa: me too\nThe night is quiet.", names) == "The night is quiet."
+    assert clean_narration("The door opens.\nIlsa: I step in.\nDM: She sees", names) == "The door opens."
+    assert clean_narration("DM: The wind howls. Bram: is not a line start.", names) == (
+        "The wind howls. Bram: is not a line start.")
+    assert clean_narration("Bram: only the player speaks", names) == ""
+    assert clean_narration("The door opens.", set()) == "The door opens."
