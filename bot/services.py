@@ -17,6 +17,7 @@ from engine.memory import MemoryBank
 from engine.narrator import Narrator, NarratorSettings
 from engine.painter import Painter
 from engine.pictures import PictureClient, PictureSettings
+from engine.prompt_guard import PromptGuard
 from engine.runner import Runner
 from engine.store import Store
 from engine.summarize import PipelineSummarizer
@@ -136,7 +137,8 @@ async def build_services(
         run = config.runner
         runner = Runner(narrator.handle, text, batch_size=run.batch_size, batch_wait_ms=run.batch_wait_ms,
                         max_pending_per_channel=run.max_pending_per_channel,
-                        max_pending_total=run.max_pending_total, job_timeout_s=run.job_timeout_s)
+                        max_pending_total=run.max_pending_total, job_timeout_s=run.job_timeout_s,
+                        guard=PromptGuard(backend.count_tokens, config.llm.context_tokens))
         await runner.start()
     except BaseException:
         if http is not None:

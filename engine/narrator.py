@@ -19,7 +19,7 @@ from engine.records import Action, Campaign, Memory, Turn
 from engine.runner import JobContext
 from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
 from engine.store import Store
-from engine.summarize import PipelineSummarizer, story_text, summary_prompt, summary_settings
+from engine.summarize import PipelineSummarizer, story_text, summary_pieces, summary_prompt, summary_settings
 from engine.textgen.base import TextBackend
 from engine.translate import Translation
 from engine.turn_context import PromptMemory, recall_within_budget
@@ -158,9 +158,13 @@ class Narrator:
         notes: list[str] = []
         actions, extra = await self._translate_in(campaign, actions, extra, ctx, notes)
         narration, built, remembered = await self._narrate(campaign, turns, actions, extra, ctx)
+        used = list(built.actions)  # the oldest that fitted; the others stay pending for the next turn
+        if len(used) < len(actions):
+            notes.append(f"{len(actions) - len(used)} newer action(s) did not fit in this turn; "
+                         "they wait for the next one")
         shown = await self._translate_out(campaign, narration, ctx, notes)
-        entries = await self.memory.turn_entries(actions, narration)
-        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in actions], narration, entries, shown,
+        entries = await self.memory.turn_entries(used, narration)
+        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in used], narration, entries, shown,
                                                remembered.to_dict())
         result = self._result(turn, built, remembered, notes)
         ctx.resolve(result)  # players see the turn now; the summary below still holds the channel
@@ -174,7 +178,7 @@ class Narrator:
             raise BadInput("there is no narration to retry yet")
         turns = [t for t in await self.store.recent_turns(campaign.id, self.settings.recent_turns + 1) if t.id != last.id]
         narration, built, remembered = await self._narrate(campaign, turns[-self.settings.recent_turns:],
-                                                           last.actions, "", ctx)
+                                                           last.actions, "", ctx, may_defer=False)
         notes: list[str] = []
         shown = await self._translate_out(campaign, narration, ctx, notes)
         entries = await self.memory.turn_entries(last.actions, narration)
@@ -229,14 +233,14 @@ class Narrator:
             notes.append(note)
 
     async def _narrate(self, campaign: Campaign, turns: Sequence[Turn], actions: Sequence[Action], extra: str,
-                       ctx: JobContext) -> tuple[str, BuiltPrompt, PromptMemory]:
+                       ctx: JobContext, may_defer: bool = True) -> tuple[str, BuiltPrompt, PromptMemory]:
         settings = self.campaign_settings(campaign)
         budget = self.settings.context_tokens - settings.generation.max_new_tokens
 
         def build(recalled: list[Recalled], window: list[Turn]) -> BuiltPrompt:
             return build_prompt(campaign, memories=recalled, turns=window, actions=actions, extra=extra,
                                 render=self.backend.render, count_tokens=self.backend.count_tokens, budget=budget,
-                                action_limit=self.settings.action_max_chars)
+                                action_limit=self.settings.action_max_chars, may_defer=may_defer)
 
         # Recall with what the players do now; the window and recall agree on the turns the prompt holds.
         built = await recall_within_budget(
@@ -271,23 +275,36 @@ class Narrator:
         turns = await self.store.turns_since(campaign.id, last_summarised)
         if not turns or (not force and (every == 0 or len(turns) < every)):
             return None
-        text = story_text(turns)
+        summaries: list[str] = []
         try:
-            if self.summarizer is not None:
-                summary = await self.summarizer.call(lambda s: s.summarize(text), timeout=300)
-            else:
-                prompt = self.backend.render(summary_prompt(text))
-                summary = (await ctx.generate(prompt, summary_settings(self.settings.summary_max_tokens), stream=False)).strip()
+            for piece, text in self._summary_pieces(turns):
+                if self.summarizer is not None:
+                    summary = await self.summarizer.call(lambda s, t=text: s.summarize(t), timeout=300)
+                else:
+                    prompt = self.backend.render(summary_prompt(text))
+                    settings = summary_settings(self.settings.summary_max_tokens)
+                    summary = (await ctx.generate(prompt, settings, stream=False)).strip()
+                if summary:
+                    entry = await self.memory.summary_entry(summary, piece[0].number, piece[-1].number)
+                    await self.store.add_memory(campaign.id, entry)
+                    summaries.append(summary)
         except Exception:
             if force:
                 raise
             log.warning("summary of campaign %s failed; the next turn tries again", campaign.id, exc_info=True)
             return None
-        if not summary:
-            return None
-        entry = await self.memory.summary_entry(summary, turns[0].number, turns[-1].number)
-        await self.store.add_memory(campaign.id, entry)
-        return summary
+        return "\n".join(summaries) or None
+
+    def _summary_pieces(self, turns: Sequence[Turn]) -> list[tuple[Sequence[Turn], str]]:
+        """The story since the last summary, in pieces whose summary prompt fits the model's context
+        (a summarization model truncates its own input: one piece)."""
+        if self.summarizer is not None:
+            return [(turns, story_text(turns))]
+        budget = self.settings.context_tokens - self.settings.summary_max_tokens
+        count = self.backend.count_tokens
+        room = budget - count(self.backend.render(summary_prompt("")))
+        return summary_pieces(turns, lambda text: count(self.backend.render(summary_prompt(text))) <= budget,
+                              count, room)
 
 
 def visible(text: str) -> bool:

@@ -1,7 +1,9 @@
 """The prompt, built within a token budget counted in the model's own tokens.
 
 Order: instructions + premise, pinned and recalled memories, as much recent story as fits (oldest
-dropped first), then the pending actions, each with its player's name.
+dropped first), then the pending actions, each with its player's name. A turn is always possible:
+the pending actions take at most half the budget (the newest wait for the next turn), and when even
+one does not fit beside the instructions, it is shortened.
 """
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ class BuiltPrompt:
     tokens: int
     turns_used: int  # how many of the recent turns fitted
     memories_used: int
-    memories: tuple[Recalled, ...] = ()  # exactly the memories and turns the prompt holds
+    memories: tuple[Recalled, ...] = ()  # exactly the memories, turns and actions the prompt holds
     turns: tuple[Turn, ...] = ()
+    actions: tuple[Action, ...] = ()  # the oldest pending actions; the others wait for the next turn
 
 
 def cut_action(text: str, limit: int) -> tuple[str, bool]:
@@ -68,19 +71,27 @@ def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[
     return system, user, continuation
 
 
+ACTION_SHARE = 0.5  # of the budget, at most, for the pending actions while others wait
+SHORTEST_ACTION = 40  # characters an action is never shortened below
+
+
 def build_prompt(
     campaign: Campaign, *, memories: Sequence[Recalled], turns: Sequence[Turn], actions: Sequence[Action],
     extra: str = "", render: Callable[[Prompt], str], count_tokens: Callable[[str], int], budget: int,
-    action_limit: int = 1000,
+    action_limit: int = 1000, may_defer: bool = True,
 ) -> BuiltPrompt:
-    """The fullest prompt within `budget` tokens: story goes first (oldest first), then memories."""
-    turns, memories = list(turns), list(memories)
+    """The fullest prompt within `budget` tokens: story goes first (oldest first), then memories.
+    With may_defer, the newest actions may be left for the next turn (a retry's are its own)."""
+    turns, memories, actions = list(turns), list(memories), list(actions)
+    while may_defer and len(actions) > 1 and _actions_tokens(actions, action_limit, count_tokens) > ACTION_SHARE * budget:
+        actions.pop()  # the newest waits for the next turn: never a table locked by what it wrote
     while True:
         prompt = Prompt(*_sections(campaign, memories, turns, actions, extra, action_limit))
         rendered = render(prompt)
         tokens = count_tokens(rendered)
         if tokens <= budget:
-            return BuiltPrompt(prompt, rendered, tokens, len(turns), len(memories), tuple(memories), tuple(turns))
+            return BuiltPrompt(prompt, rendered, tokens, len(turns), len(memories), tuple(memories), tuple(turns),
+                               tuple(actions))
         if turns:
             turns.pop(0)
         elif any(r.score is not None for r in memories):  # recalled ones go before pinned facts
@@ -88,8 +99,16 @@ def build_prompt(
             memories.pop(worst)
         elif memories:
             memories.pop()
+        elif may_defer and len(actions) > 1:
+            actions.pop()
+        elif action_limit > SHORTEST_ACTION:  # one action (or the direction) too long for this budget
+            action_limit = max(SHORTEST_ACTION, action_limit // 2)
         else:
             raise BadInput(
-                f"the pending actions alone need {tokens} tokens, more than the prompt budget of {budget}: "
-                "shorten them or raise llm.context_tokens"
+                f"the instructions and the premise alone need {tokens} tokens, more than the prompt budget of "
+                f"{budget}: shorten the premise or raise llm.context_tokens"
             )
+
+
+def _actions_tokens(actions: Sequence[Action], limit: int, count_tokens: Callable[[str], int]) -> int:
+    return count_tokens("\n".join(f"{a.author_name}: {cut_action(a.text, limit)[0]}" for a in actions))

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 from engine.errors import Busy, Cancelled, EngineError, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job, JobHandle
+from engine.prompt_guard import PromptGuard
 from engine.textgen.base import GenRequest, TextBackend
 from engine.worker import ModelWorker
 
@@ -47,6 +48,8 @@ class JobContext:
     async def generate(self, text: str, settings: GenerationSettings, *, stream: bool = True) -> str:
         """Generate in a batch with other channels' jobs; streamed text reaches the handle."""
         self.check_cancelled()
+        if self._runner.guard is not None:
+            self._runner.guard.check(text, settings)
         result = await self._runner._generate(_GenSlot(GenRequest(text, settings), self.handle, stream))
         self.check_cancelled()
         return result
@@ -66,9 +69,10 @@ class Runner:
     def __init__(
         self, handler: Handler, text_worker: ModelWorker[TextBackend], *, batch_size: int = 4,
         batch_wait_ms: int = 20, max_pending_per_channel: int = 8, max_pending_total: int = 64,
-        job_timeout_s: float = 600.0,
+        job_timeout_s: float = 600.0, guard: PromptGuard | None = None,
     ) -> None:
         self._handler, self._worker = handler, text_worker
+        self.guard = guard  # every generate call passes it
         self.batch_size, self._batch_wait = batch_size, batch_wait_ms / 1000
         self._max_channel, self._max_total, self._timeout = max_pending_per_channel, max_pending_total, job_timeout_s
         self._waiting: dict[int, deque[JobHandle]] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
@@ -29,6 +29,29 @@ def story_text(turns: Sequence[Turn]) -> str:
 
 def summary_prompt(text: str) -> Prompt:
     return Prompt(SUMMARY_INSTRUCTIONS, text, f"{text}\n\nIn short:")
+
+
+def summary_pieces(turns: Sequence[Turn], fits: Callable[[str], bool],
+                   count: Callable[[str], int], room: int) -> list[tuple[Sequence[Turn], str]]:
+    """The story in consecutive pieces of turns whose summary prompt `fits`, to be summarised one by
+    one. Turns join a piece while their token `count`s sum within `room` (so a long story costs one
+    count per turn, not one per prefix); a single turn too long on its own keeps its later part."""
+    costs = [count(story_text([turn])) + 1 for turn in turns]
+    pieces: list[tuple[Sequence[Turn], str]] = []
+    start = 0
+    while start < len(turns):
+        end, used = start + 1, costs[start]
+        while end < len(turns) and used + costs[end] <= room:
+            used += costs[end]
+            end += 1
+        while end - start > 1 and not fits(story_text(turns[start:end])):
+            end -= 1
+        text = story_text(turns[start:end])
+        while not fits(text) and len(text) > 200:
+            text = "…" + text[len(text) // 4:]  # one long turn: keep its later three quarters, and again
+        pieces.append((turns[start:end], text))
+        start = end
+    return pieces
 
 
 def summary_settings(max_tokens: int) -> GenerationSettings:

@@ -155,3 +155,23 @@ async def test_a_configured_summarization_model_writes_the_summaries(make_config
         assert summarised and "Bram: I pay the ferryman two copper coins." in summarised[0]
     finally:
         await services.close()
+
+
+async def test_six_longest_actions_never_lock_the_table(services):
+    """Six 1,000-character actions need ~1,935 tokens: at the default budget (1,848) every turn used
+    to be refused for good. Now the oldest that fit in half the budget are narrated, the rest wait."""
+    store, narrator = services.store, services.narrator
+    campaign = await store.create_campaign(16, "crowded", "A crowded hall.",
+                                           settings={"max_new_tokens": 8, "do_sample": False})
+    long_text = "I tell the whole hall the story of my grandmother's farm, " + "and the geese and the goats " * 40
+    added = [(await narrator.add_action(campaign.id, i, f"P{i}", f"{i}: {long_text}"))[0] for i in range(6)]
+    assert all(len(a.text) >= 990 for a in added)
+    _, _, result = await turn(services, campaign)
+    taken = [a.id for a in result.turn.actions]
+    assert 1 <= len(taken) < 6 and taken == [a.id for a in added[: len(taken)]]  # the oldest first
+    pending = [a.id for a in await store.pending_actions(campaign.id)]
+    assert pending == [a.id for a in added[len(taken):]]  # the rest wait, nothing lost
+    assert any("wait for the next one" in note for note in result.notes)
+    while await store.pending_actions(campaign.id):  # every one is narrated in the turns after
+        await turn(services, campaign)
+    assert sum(len(t.actions) for t in await store.recent_turns(campaign.id, 10)) == 6

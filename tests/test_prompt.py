@@ -121,12 +121,27 @@ def test_no_actions_means_the_story_moves_on(text_backend):
     assert "What the players do now:\n(nothing: the story moves on)" in built.rendered
 
 
-def test_actions_alone_over_budget_is_bad_input_naming_the_budget(text_backend):
+def test_actions_over_budget_leave_the_newest_for_the_next_turn(text_backend):
     many = [action(i, f"P{i}", "I do something quite long and elaborate with my sword and shield.") for i in range(30)]
-    with pytest.raises(BadInput) as caught:
-        build(text_backend, 300, actions=many)
-    message = str(caught.value)
-    assert "prompt budget of 300" in message and "llm.context_tokens" in message
+    for budget in (300, 700, 1000):  # 30 actions take ~510 tokens: more than half of these budgets
+        built = build(text_backend, budget, actions=many)
+        assert built.tokens <= budget and 1 <= len(built.actions) < 30
+        assert list(built.actions) == many[: len(built.actions)]  # the oldest go first
+        assert f"P{len(built.actions) - 1}: I do" in built.rendered and f"P{len(built.actions)}: I do" not in built.rendered
+    # a retry's actions are its own: all stay, shortened to fit
+    kept = build(text_backend, 700, actions=many[:8], may_defer=False)
+    assert kept.tokens <= 700 and list(kept.actions) == many[:8]
+
+
+def test_one_action_too_long_for_the_budget_is_shortened_not_refused(text_backend):
+    huge = [action(1, "Ann", "I sing " + "a very long song about the sea and the stars " * 22)]  # ~1000 characters
+    built = build(text_backend, 260, actions=huge, memories=[], turns=[])
+    assert built.tokens <= 260 and list(built.actions) == huge
+    assert "Ann: I sing a very long song" in built.rendered and built.rendered.count("the sea") < 22
+    with pytest.raises(BadInput) as caught:  # only what no player wrote can still be too long
+        build_prompt(Campaign(1, 1, "c", "A premise. " * 200, "", "en", {}, True, 0.0), memories=[], turns=[],
+                     actions=huge, render=text_backend.render, count_tokens=text_backend.count_tokens, budget=300)
+    assert "prompt budget of 300" in str(caught.value) and "premise" in str(caught.value)
 
 
 def test_continuation_shape_for_plain_models(text_backend):

@@ -583,3 +583,19 @@ async def test_an_idle_runner_owns_no_background_task(rig):
     assert runner_tasks()  # the jobs (and then the batcher) run as tasks...
     await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), WAIT)
     await until(lambda: not runner_tasks(), what="the runner to go idle")  # ...and end with them
+
+
+# --- the prompt guard -----------------------------------------------------------------------------
+async def test_no_generate_call_passes_the_guard_past_the_models_context(rig):
+    from engine.errors import BadInput
+    from engine.prompt_guard import PromptGuard
+
+    guard = PromptGuard(lambda text: len(text.split()), context_tokens=20)
+    runner, backend, _ = await rig.make(guard=guard)
+    assert await result(runner.submit(job(1, "ten words " * 5, tokens=10))) == scripted_reply(
+        "ten words " * 5, GenerationSettings(max_new_tokens=10))  # 10 + 10 tokens: fits exactly
+    with pytest.raises(BadInput, match="21 tokens, more than the model's 20"):
+        await result(runner.submit(job(2, "ten words " * 5, tokens=11)))
+    with pytest.raises(BadInput, match="llm.context_tokens"):
+        await result(runner.submit(job(3, "word " * 500, tokens=1)))
+    assert backend.call_sizes == [1] and guard.largest == 20  # the refused ones never reached the model

@@ -78,3 +78,40 @@ async def test_a_narration_the_model_repeats_is_remembered_once(services):
         await commit(services, campaign, "Ann", f"I wait for the courier, hour {n}.", "The fire crackles softly.")
     narrations = [m for m in await store.memories(campaign.id) if m.speaker is None]
     assert [m.text for m in narrations] == ["The fire crackles softly."] and narrations[0].turn_from == 1
+
+
+@pytest.mark.config(llm={"context_tokens": 400}, memory={"summarize_every": 3, "summary_max_tokens": 16})
+async def test_no_model_call_ever_exceeds_the_context_summaries_included(services):
+    """Three turns of five long actions: the summary prompt was the whole story, uncut (4,626 tokens in
+    a plain repro). Now the story is summarised in pieces that fit, and the guard checks every call."""
+    store, narrator, backend = services.store, services.narrator, services.backend
+    sent: list[tuple[str, int]] = []
+    original = backend.generate_batch
+
+    def recording(requests, on_token, should_stop):
+        sent.extend((r.text, r.settings.max_new_tokens) for r in requests)
+        return original(requests, on_token, should_stop)
+
+    backend.generate_batch = recording
+    campaign = await store.create_campaign(33, "long", "A long night.", settings={"do_sample": False})
+    story = "I tell of the war in the north, of the burning towns and the long march home through snow. "
+    for p in range(3):  # three turns, each action about 230 tokens: the three of them no summary prompt holds
+        await narrator.add_action(campaign.id, p, f"P{p}", f"Part {p}: {story * 10}"[:1000])
+        while await store.pending_actions(campaign.id):
+            await turn(services, campaign)
+
+    async def summarised():
+        return await store.last_summary_turn(campaign.id) >= 3
+    await asyncio.wait_for(_until(summarised), 120)
+    backend.generate_batch = original
+    assert sent and all(backend.count_tokens(text) + new <= 400 for text, new in sent)
+    summaries = [m for m in await store.memories(campaign.id) if m.kind == "summary"]
+    assert len(summaries) >= 2  # the story did not fit one summary prompt: it went in pieces
+    spans = sorted((m.turn_from, m.turn_to) for m in summaries)
+    assert spans[0][0] == 1 and all(a[1] < b[0] for a, b in zip(spans, spans[1:])), spans  # in order, no overlap
+    assert services.runner.guard.largest <= 400
+
+
+async def _until(predicate):
+    while not await predicate():
+        await asyncio.sleep(0.05)
