@@ -108,6 +108,20 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={"text": text}))
         await self.narrate(interaction, handle)
 
+    @app_commands.command(description="Take back your latest action that the DM has not narrated yet")
+    @app_commands.describe(player="Admins: take back this player's latest pending action instead")
+    async def withdraw(self, interaction: discord.Interaction, player: discord.Member | None = None) -> None:
+        campaign = await campaign_here(self.services, interaction)
+        if player is not None and player.id != interaction.user.id:
+            require_admin(interaction, self.admin_role)
+        whose = player or interaction.user
+        action = await self.services.store.withdraw_action(campaign_id=campaign.id, author_id=whose.id)
+        if action is None:
+            raise BadInput("there is no pending action to take back" + (f" from {whose.display_name}" if player else ""))
+        text = action.written if len(action.written) <= 300 else action.written[:299] + "…"
+        await interaction.response.send_message(f"↩️ Taken back: {discord.utils.escape_markdown(text)}",
+                                                ephemeral=True, allowed_mentions=NO_PINGS)
+
     @app_commands.command(description="Narrate the last turn anew")
     async def retry(self, interaction: discord.Interaction) -> None:
         campaign = await campaign_here(self.services, interaction)

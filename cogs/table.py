@@ -35,7 +35,7 @@ class Table(commands.Cog):
             return
         try:
             _, note = await self.services.narrator.add_action(
-                campaign.id, message.author.id, message.author.display_name, text)
+                campaign.id, message.author.id, message.author.display_name, text, message.id)
         except EngineError as exc:
             log.info("action from %s not stored: %s", message.author, exc)
             return
@@ -46,3 +46,31 @@ class Table(commands.Cog):
                 await message.reply(f"-# {note}.", mention_author=False, allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             log.warning("could not mark a stored action: %s", exc)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A deleted message takes its pending action with it (one narrated already stays in the story)."""
+        withdrawn = await self.services.store.withdraw_action(message_id=payload.message_id)
+        if withdrawn is not None:
+            log.info("action %d withdrawn: its message was deleted", withdrawn.id)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """An edited message changes its pending action (an edit to nothing, or out of character,
+        withdraws it)."""
+        message = payload.message
+        if message.author.bot or "content" not in payload.data:  # an embed appearing is no edit
+            return
+        text = message.clean_content.strip()
+        if text.startswith(self.prefixes):
+            text = ""
+        try:
+            action, note = await self.services.narrator.edit_action(message.id, text)
+        except EngineError as exc:
+            log.info("edit of message %d not taken: %s", message.id, exc)
+            return
+        if action is not None and note:
+            try:
+                await message.add_reaction(CUT)
+            except discord.HTTPException as exc:
+                log.warning("could not mark a cut action: %s", exc)

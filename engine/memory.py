@@ -17,7 +17,8 @@ import numpy as np
 
 from engine.embeddings import Embedder
 from engine.memory_store import PINNED_KEY, turn_key
-from engine.recall import (NEAR_DUPLICATE, Query, Recalled, content_words, distinctive_words, rare_words, word_bonus,
+from engine.recall import (NEAR_DUPLICATE, Query, Recalled, content_words, distinctive_words, rare_limit, rare_words,
+                           word_bonus,
                            word_slots)
 from engine.records import Action, Memory, NewMemory
 from engine.store import Store
@@ -148,8 +149,8 @@ class MemoryBank:
         probe = Probe(campaign_id, queries, vectors)
         common = await self._common_words()
         words = [[] if q.in_prompt else distinctive_words(q.text, common) for q in queries]
-        counts = await self.store.word_counts(sorted({w for ws in words for w in ws}))
         entries = len(await self._campaign_index(campaign_id))
+        counts = await self.store.word_counts(sorted({w for ws in words for w in ws}), rare_limit(entries))
         for query_words in words:
             rare = rare_words(query_words, counts, entries)
             probe.words.append(rare)
@@ -175,7 +176,7 @@ class MemoryBank:
 
     async def search(self, campaign_id: int, probe: Probe | None, *, top_k: int, min_score: float,
                      recent_from_turn: int | None) -> list[Recalled]:
-        pinned = [Recalled(m, None) for m in await self.store.memories(campaign_id, pinned_only=True)]
+        pinned = [Recalled(m, None) for m in await self.store.pinned_memories(campaign_id)]
         if probe is None or not probe.queries or top_k <= 0:
             return pinned
         index = await self._campaign_index(campaign_id)

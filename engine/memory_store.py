@@ -34,6 +34,11 @@ def turn_key(turn_from: int | None, pinned: bool | int) -> int:
     return PINNED_KEY if pinned else (-1 if turn_from is None else int(turn_from))
 
 
+def _phrase(word: str) -> str:
+    """A word as an FTS5 query that matches it literally, whatever characters it holds."""
+    return '"' + word.replace('"', '""') + '"'
+
+
 class MemoryTables:
     """Needs Store's `_rows`, `_value`, `_write` and `on_memory_change`."""
 
@@ -100,6 +105,12 @@ class MemoryTables:
             (campaign_id, embedder, embedder, pinned_only))
         return [memory_from_row(row) for row in rows]
 
+    async def pinned_memories(self, campaign_id: int) -> list[Memory]:
+        """The campaign's pinned facts, oldest first (the index on campaign, pinned, id: no scan)."""
+        rows = await self._rows(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE campaign_id = ? AND pinned = 1"
+                                " ORDER BY id", (campaign_id,))
+        return [memory_from_row(row) for row in rows]
+
     async def memory_vectors(self, campaign_id: int, embedder: str) -> tuple[list[int], np.ndarray, list[int]]:
         """Ids, an (n, dim) float32 matrix of that embedder's vectors ((0, 0) when none) and each
         one's turn key (see `turn_key`), for the in-memory index."""
@@ -124,17 +135,21 @@ class MemoryTables:
         found = {row[0]: memory_from_row(row) for row in rows}
         return [found[i] for i in ids if i in found]
 
-    async def word_counts(self, words: Sequence[str]) -> dict[str, int]:
-        """How many memories (of all campaigns) hold each word, as the FTS5 index tokenised it."""
-        rows = await self._rows(f"SELECT term, doc FROM memories_vocab WHERE term IN {IDS}",
-                                (json.dumps(list(words)),))
-        return {term: docs for term, docs in rows}
+    async def word_counts(self, words: Sequence[str], cap: int = 1 << 30) -> dict[str, int]:
+        """How many memories (of all campaigns) hold each word, counting no further than cap + 1:
+        FTS5 reads a word's rows lazily, so a common word costs no more than a rare one."""
+        if not words:
+            return {}
+        one = "SELECT ?, (SELECT COUNT(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?))"
+        params = [p for w in words for p in (w, _phrase(w), cap + 1)]
+        rows = await self._rows(" UNION ALL ".join([one] * len(words)), params)
+        return {word: count for word, count in rows if count}
 
     async def search_words(self, campaign_id: int, words: Sequence[str], limit: int) -> list[tuple[int, float]]:
         """(id, BM25 score: higher is better) of the campaign's memories holding any of `words`."""
         if not words:
             return []
-        match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+        match = " OR ".join(_phrase(w) for w in words)
         rows = await self._rows(
             "SELECT f.rowid, -bm25(memories_fts) AS score FROM memories_fts AS f JOIN memories AS m"
             " ON m.id = f.rowid WHERE memories_fts MATCH ? AND m.campaign_id = ? ORDER BY score DESC LIMIT ?",

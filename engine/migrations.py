@@ -106,7 +106,6 @@ MIGRATIONS: tuple[str, ...] = (
         text, content = 'memories', content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2'
     );
     INSERT INTO memories_fts (rowid, text) SELECT id, text FROM memories;
-    CREATE VIRTUAL TABLE memories_vocab USING fts5vocab(memories_fts, 'row');  -- words' document counts
     CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
         INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
     END;
@@ -117,6 +116,11 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
         INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
     END;
+    """,
+    # 5: the Discord message an action came from, so deleting or editing it withdraws or changes it.
+    """
+    ALTER TABLE actions ADD COLUMN message_id INTEGER;
+    CREATE INDEX actions_by_message ON actions (message_id) WHERE message_id IS NOT NULL;
     """,
 )
 

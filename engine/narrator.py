@@ -77,16 +77,28 @@ class Narrator:
         self.translation = translation or Translation(None, "en")
 
     # --- outside jobs: quick, no model ---
-    async def add_action(self, campaign_id: int, author_id: int, author_name: str, text: str) -> tuple[Action, str | None]:
+    async def add_action(self, campaign_id: int, author_id: int, author_name: str, text: str,
+                         message_id: int | None = None) -> tuple[Action, str | None]:
         """Store a player's action (before anyone acknowledges it); returns it and a note if it was cut."""
+        kept, note = self._checked_action(text)
+        name = author_name.strip() or "Someone"
+        action = await self.store.add_action(campaign_id, author_id, name, kept, message_id)
+        await self.store.set_term(campaign_id, name, name, auto=True)  # names stay names in translation
+        return action, note
+
+    async def edit_action(self, message_id: int, text: str) -> tuple[Action | None, str | None]:
+        """A pending action's message was edited: the action says what it says now. An edit to nothing
+        visible withdraws it. None when the message holds no pending action (any more)."""
+        if not visible(text):
+            return await self.store.withdraw_action(message_id=message_id), None
+        kept, note = self._checked_action(text)
+        return await self.store.edit_action(message_id, kept), note
+
+    def _checked_action(self, text: str) -> tuple[str, str | None]:
         if not visible(text):
             raise BadInput("an empty action: write what your character does")
         kept, was_cut = cut_action(text, self.settings.action_max_chars)
-        name = author_name.strip() or "Someone"
-        action = await self.store.add_action(campaign_id, author_id, name, kept)
-        await self.store.set_term(campaign_id, name, name, auto=True)  # names stay names in translation
-        note = f"your action was cut to {self.settings.action_max_chars} characters" if was_cut else None
-        return action, note
+        return kept, f"your action was cut to {self.settings.action_max_chars} characters" if was_cut else None
 
     async def pin_fact(self, campaign: Campaign, fact: str) -> tuple[Memory, str | None]:
         """Pin a fact the DM always remembers, in the model's language like every memory (so recall

@@ -30,7 +30,9 @@ def word_slots(top_k: int) -> int:
 NEAR_DUPLICATE = 0.92  # cosine above which two texts say the same thing: only one takes a slot
 MAX_QUERIES = 24
 MAX_WORDS = 6          # the rarest words of a query that go to FTS5
-COMMON_SHARE = 0.05    # a word in more than this share of the campaign's entries is not rare
+COMMON_SHARE = 0.05    # a word in more than this share of the campaign's entries is not rare,
+RARE_MAX = 500         # nor one in more than this many (and counting stops there: a name in 20,000
+                       # entries of 100,000 would cost a millisecond and more to count in full)
 WORDS_RELATIVE = 0.5   # a hit by words counts when its BM25 is at least this share of the query's best
 _WORD = re.compile(r"\w+")
 _NAME = re.compile(r"(?<![.!?…:;\"«(\n])(?<=\S)\s+([A-Z][\w'-]*\w)")  # a capitalised word not opening a sentence
@@ -101,8 +103,13 @@ def word_bonus(hits: Sequence[tuple[int, float]]) -> dict[int, float]:
     return {memory_id: WORDS_BONUS * score / best for memory_id, score in hits if score >= WORDS_RELATIVE * best}
 
 
+def rare_limit(entries: int) -> int:
+    """The most entries a word may be in and still count as rare, in a campaign of `entries`."""
+    return min(RARE_MAX, max(2, int(COMMON_SHARE * entries)))
+
+
 def rare_words(words: Iterable[str], counts: dict[str, int], entries: int) -> list[str]:
     """The rarest of `words` in the store, leaving out those too common to single anything out."""
-    limit = max(2, int(COMMON_SHARE * entries))
+    limit = rare_limit(entries)
     known = [w for w in words if 0 < counts.get(w, 0) <= limit]  # an unknown word matches nothing
     return sorted(known, key=lambda w: counts[w])[:MAX_WORDS]

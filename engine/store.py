@@ -146,13 +146,33 @@ class Store(MemoryTables):
     # ----- actions -----
 
     async def add_action(self, campaign_id: int, author_id: int, author_name: str,
-                         text: str) -> Action:
+                         text: str, message_id: int | None = None) -> Action:
         created = time.time()
         async with self._write() as conn:
             cursor = await conn.execute(
-                "INSERT INTO actions (campaign_id, author_id, author_name, text, created)"
-                " VALUES (?, ?, ?, ?, ?)", (campaign_id, author_id, author_name, text, created))
+                "INSERT INTO actions (campaign_id, author_id, author_name, text, created, message_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (campaign_id, author_id, author_name, text, created, message_id))
         return Action(cursor.lastrowid, campaign_id, author_id, author_name, text, created, None)
+
+    async def withdraw_action(self, *, message_id: int | None = None, campaign_id: int | None = None,
+                              author_id: int | None = None) -> Action | None:
+        """Withdraw the pending action of that message, or that author's latest pending one in the
+        campaign; an action already part of a turn stays (the story is written)."""
+        where, params = (("message_id = ?", (message_id,)) if message_id is not None else
+                         ("campaign_id = ? AND author_id = ?", (campaign_id, author_id)))
+        async with self._write() as conn:
+            rows = await conn.execute_fetchall(
+                f"DELETE FROM actions WHERE id = (SELECT id FROM actions WHERE {where} AND turn_id IS NULL"
+                f" ORDER BY id DESC LIMIT 1) RETURNING {_ACTION_COLUMNS}", params)
+        return Action(*rows[0]) if rows else None
+
+    async def edit_action(self, message_id: int, text: str) -> Action | None:
+        """The pending action of that message with its new text (a new translation is made next turn)."""
+        async with self._write() as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE actions SET text = ?, original = NULL WHERE message_id = ? AND turn_id IS NULL"
+                f" RETURNING {_ACTION_COLUMNS}", (text, message_id))
+        return Action(*rows[0]) if rows else None
 
     async def translate_actions(self, translations: dict[int, str]) -> None:
         """Swap pending actions' text for its translation, keeping what the player wrote beside it."""

@@ -277,6 +277,37 @@ async def test_a_long_narration_is_split_into_further_channel_messages(world, mo
     assert len(sent) == 2 and all(m.interaction_metadata is None for m in messages[1:])
 
 
+async def test_players_withdraw_or_change_their_pending_actions(world):
+    campaign = await start(world)
+    gone = await world.alice.send(world.table, "I kick the altar.")
+    changed = await world.bob.send(world.table, "I light a candle.")
+    await world.alice.send(world.table, "I read the inscription.")
+    await world.alice.delete(gone)  # a deleted message takes its pending action with it
+    await world.bob.edit(changed, "I light two candles and hum.")
+    assert await pending_texts(world, campaign) == ["I light two candles and hum.", "I read the inscription."]
+
+    mine = await world.alice.slash(world.table, "dm withdraw")
+    assert mine.ephemeral and reply_text(mine) == "↩️ Taken back: I read the inscription."
+    assert await pending_texts(world, campaign) == ["I light two candles and hum."]
+    nothing = await world.slash(world.alice, world.table, "dm withdraw")
+    assert nothing.ephemeral and reply_text(nothing) == "⚠️ There is no pending action to take back."
+    refused = await world.slash(world.alice, world.table, "dm withdraw", player=world.bob)
+    assert refused.ephemeral and reply_text(refused) == REFUSAL
+    await world.bob.edit(changed, "((never mind))")  # edited out of character: withdrawn
+    assert await pending_texts(world, campaign) == []
+
+    kept = await world.bob.send(world.table, "I blow the candles out.")
+    await world.bob.send(world.table, "I wait in the dark.")
+    taken = await world.slash(world.gm, world.table, "dm withdraw", player=world.bob)  # admins: anyone's
+    assert reply_text(taken) == "↩️ Taken back: I wait in the dark."
+    await world.slash(world.alice, world.table, "dm continue")
+    await world.bob.delete(kept)  # narrated already: the story keeps it
+    await world.bob.edit(changed, "I light the candle again.")  # withdrawn already: nothing comes back
+    (turn,) = await world.store.recent_turns(campaign.id, 5)
+    assert [a.text for a in turn.actions] == ["I blow the candles out."]
+    assert await pending_texts(world, campaign) == []
+
+
 # --- 5. retry and undo ---
 async def test_retry_replaces_the_narration_and_undo_gives_the_actions_back(world, model):
     campaign = await start(world)
