@@ -9,6 +9,11 @@ from engine.errors import BadInput
 from engine.records import Campaign
 
 
+def shorten(text: str, limit: int) -> str:
+    """Text within `limit` characters, an ellipsis marking a cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def is_admin(interaction: discord.Interaction, admin_role: str) -> bool:
     """Manage Server, or the configured admin role: checked by the bot, not only by Discord."""
     member = interaction.user

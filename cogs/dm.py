@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.services import Services
-from cogs.common import campaign_here, require_admin
+from cogs.common import campaign_here, require_admin, shorten
 from cogs.errors import NO_PINGS, friendly
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
@@ -118,7 +118,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         action = await self.services.store.withdraw_action(campaign_id=campaign.id, author_id=whose.id)
         if action is None:
             raise BadInput("there is no pending action to take back" + (f" from {whose.display_name}" if player else ""))
-        text = action.written if len(action.written) <= 300 else action.written[:299] + "…"
+        text = shorten(action.written, 300)
         await interaction.response.send_message(f"↩️ Taken back: {discord.utils.escape_markdown(text)}",
                                                 ephemeral=True, allowed_mentions=NO_PINGS)
 

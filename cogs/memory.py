@@ -5,7 +5,7 @@ import discord
 from discord import app_commands
 
 from bot.services import Services
-from cogs.common import campaign_here, require_admin
+from cogs.common import campaign_here, require_admin, shorten
 from cogs.errors import NO_PINGS, friendly
 from engine.errors import BadInput, EngineError
 from engine.records import Memory
@@ -18,7 +18,7 @@ ICONS = {"fact": "📌", "summary": "🧠", "exact": "📝"}
 def memory_line(memory: Memory) -> str:
     icon = "📌" if memory.pinned else ICONS.get(memory.kind, "•")
     turns = f" (turns {memory.turn_from}-{memory.turn_to})" if memory.kind == "summary" else ""
-    text = memory.shown if len(memory.shown) <= 150 else memory.shown[:149] + "…"
+    text = shorten(memory.shown, 150)
     return f"{icon} `#{memory.id}`{turns} {discord.utils.escape_markdown(text)}"
 
 
@@ -32,12 +32,12 @@ def memory_page(memories: list[Memory], page: int) -> str:
 
 def last_memory_text(turn_number: int, remembered: PromptMemory) -> str:
     """What a turn's prompt held from memory, within one message: long entries are shortened."""
-    lines = [discord.utils.escape_markdown(line if len(line) <= 220 else line[:219] + "…")
+    lines = [discord.utils.escape_markdown(shorten(line, 220))
              for line in remembered.lines(turn_number)]
     lines[0] = f"**{lines[0]}**"
     lines.append("_Missing something? `/dm memory add` pins a fact the DM always remembers._")
     text = "\n".join(lines)
-    return text if len(text) <= 2000 else text[:1999] + "…"
+    return shorten(text, 2000)
 
 
 class MemoryPages(discord.ui.View):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.services import Services
+from cogs.common import shorten
 from cogs.errors import NO_PINGS, friendly
 from cogs.render import StreamTarget
 from engine.errors import EngineError
@@ -110,6 +111,6 @@ class PictureDesk:
             await reply.show("✋ The picture was cancelled.", view=None, attachments=[])
             return
         file = discord.File(io.BytesIO(picture.image), picture.filename, spoiler=settings.picture_spoiler)
-        caption = prompt if len(prompt) <= 300 else prompt[:299] + "…"
+        caption = shorten(prompt, 300)
         await reply.show(f"-# 🎨 {discord.utils.escape_markdown(caption)}", view=None,
                         attachments=[file])

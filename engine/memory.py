@@ -17,9 +17,8 @@ import numpy as np
 
 from engine.embeddings import Embedder
 from engine.memory_store import PINNED_KEY, turn_key
-from engine.recall import (NEAR_DUPLICATE, Query, Recalled, content_words, distinctive_words, rare_limit, rare_words,
-                           word_bonus,
-                           word_slots)
+from engine.recall import (NEAR_DUPLICATE, Query, Recalled, content_words, distinctive_words, rare_limit,
+                           rare_words, word_bonus, word_slots)
 from engine.records import Action, Memory, NewMemory
 from engine.store import Store
 from engine.vector_index import VectorIndex
@@ -33,7 +32,6 @@ WORD_HITS = 64  # BM25 candidates per query: rare words match few entries, some 
 @dataclass
 class Probe:
     """A turn's queries, embedded and tokenised once; searched again when the window changes."""
-    campaign_id: int
     queries: list[Query]
     vectors: np.ndarray
     word_hits: list[list[tuple[int, float]]] = field(default_factory=list)  # per query: (id, bm25)
@@ -146,7 +144,7 @@ class MemoryBank:
         if vectors is None:
             queries = [q for q in queries if q.text.strip()]
             vectors = await self.embed([q.text for q in queries]) if queries else np.zeros((0, 0), np.float32)
-        probe = Probe(campaign_id, queries, vectors)
+        probe = Probe(queries, vectors)
         common = await self._common_words()
         words = [[] if q.in_prompt else distinctive_words(q.text, common) for q in queries]
         entries = len(await self._campaign_index(campaign_id))

@@ -96,13 +96,11 @@ class MemoryTables:
         self._memories_changed(campaign_id, added)
         return added[0]
 
-    async def memories(self, campaign_id: int, embedder: str | None = None, *,
-                       pinned_only: bool = False) -> list[Memory]:
+    async def memories(self, campaign_id: int, embedder: str | None = None) -> list[Memory]:
         """Pinned ones first, then by id; only that embedder's when one is given."""
         rows = await self._rows(
             f"SELECT {MEMORY_COLUMNS} FROM memories WHERE campaign_id = ?"
-            " AND (? IS NULL OR embedder = ?) AND (pinned = 1 OR NOT ?) ORDER BY pinned DESC, id",
-            (campaign_id, embedder, embedder, pinned_only))
+            " AND (? IS NULL OR embedder = ?) ORDER BY pinned DESC, id", (campaign_id, embedder, embedder))
         return [memory_from_row(row) for row in rows]
 
     async def pinned_memories(self, campaign_id: int) -> list[Memory]:

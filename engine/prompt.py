@@ -61,7 +61,7 @@ def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[
         parts.append("Things to remember:\n" + "\n".join(f"- {r.memory.shown}" for r in memories))
     if turns:
         parts.append("The story so far:\n" + "\n\n".join(_turn_text(t) for t in turns))
-    now = [f"{a.author_name}: {cut_action(a.text, action_limit)[0]}" for a in actions]
+    now = [_action_line(a, action_limit) for a in actions]
     if extra.strip():
         now.append(f"(Direction for the DM: {cut_action(extra, action_limit)[0]})")
     parts.append("What the players do now:\n" + ("\n".join(now) if now else "(nothing: the story moves on)"))
@@ -110,5 +110,9 @@ def build_prompt(
             )
 
 
+def _action_line(action: Action, limit: int) -> str:
+    return f"{action.author_name}: {cut_action(action.text, limit)[0]}"
+
+
 def _actions_tokens(actions: Sequence[Action], limit: int, count_tokens: Callable[[str], int]) -> int:
-    return count_tokens("\n".join(f"{a.author_name}: {cut_action(a.text, limit)[0]}" for a in actions))
+    return count_tokens("\n".join(_action_line(a, limit) for a in actions))

@@ -21,12 +21,8 @@ from engine.records import Action, Memory, Turn
 TAIL_WEIGHT = 0.3      # the end of the last narration is a weaker query than anything a player wrote
 TAIL_CHARS = 300
 WORDS_BONUS = 1.0      # added for the best BM25 match of a query's distinctive words (scaled by BM25): a name
-                       # the player just used outranks any likeness, up to the word slots below
+                       # the player just used outranks any likeness, up to word_slots()
 
-
-def word_slots(top_k: int) -> int:
-    """How many of top_k slots entries found by words may take: the rest stay for meaning."""
-    return max(1, (top_k + 1) // 2)
 NEAR_DUPLICATE = 0.92  # cosine above which two texts say the same thing: only one takes a slot
 MAX_QUERIES = 24
 MAX_WORDS = 6          # the rarest words of a query that go to FTS5
@@ -61,6 +57,11 @@ class Recalled:
     score: float | None  # the fused score that ranked it; None for pinned facts, which always come
     similarity: float | None = None  # its best cosine against the turn's queries
     words: tuple[str, ...] = ()  # the rare words it shares with them
+
+
+def word_slots(top_k: int) -> int:
+    """How many of top_k slots entries found by words may take: the rest stay for meaning."""
+    return max(1, (top_k + 1) // 2)
 
 
 def turn_queries(actions: Sequence[Action], extra: str, turns: Sequence[Turn], chunk) -> list[Query]:
