@@ -258,9 +258,11 @@ class Narrator:
         built = await recall_within_budget(
             self.memory, campaign.id, turn_queries(actions, extra, turns, self.memory.chunk), turns,
             top_k=self.settings.top_k, min_score=self.settings.min_score, build=build)
-        raw = await ctx.generate(built.rendered, settings.generation)
         names = {a.author_name for a in actions} | {a.author_name for t in turns for a in t.actions}
-        narration = clean_narration(raw, names)
+        narration = clean_narration(await ctx.generate(built.rendered, settings.generation), names)
+        if not narration and settings.generation.do_sample:  # it only played the players: one more draw
+            ctx.restart_stream()
+            narration = clean_narration(await ctx.generate(built.rendered, settings.generation), names)
         if not narration:
             raise Unavailable("the model wrote nothing this time; try /dm continue again")
         return narration, built, PromptMemory.of(built, turns, budget)
