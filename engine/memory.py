@@ -17,8 +17,8 @@ import numpy as np
 
 from engine.embeddings import Embedder
 from engine.memory_store import PINNED_KEY, turn_key
-from engine.recall import (NEAR_DUPLICATE, Query, Recalled, content_words, distinctive_words, rare_limit,
-                           rare_words, word_bonus, word_slots)
+from engine.recall import (NEAR_DUPLICATE, OWN_BONUS, Query, Recalled, content_words, distinctive_words, owners,
+                           rare_limit, rare_words, word_bonus, word_slots)
 from engine.records import Action, Memory, NewMemory
 from engine.store import Store
 from engine.vector_index import VectorIndex
@@ -146,7 +146,7 @@ class MemoryBank:
             vectors = await self.embed([q.text for q in queries]) if queries else np.zeros((0, 0), np.float32)
         probe = Probe(queries, vectors)
         common = await self._common_words()
-        words = [[] if q.in_prompt else distinctive_words(q.text, common) for q in queries]
+        words = [distinctive_words(q.text, common) if q.by_words and not q.in_prompt else [] for q in queries]
         entries = len(await self._campaign_index(campaign_id))
         counts = await self.store.word_counts(sorted({w for ws in words for w in ws}), rare_limit(entries))
         for query_words in words:
@@ -194,15 +194,19 @@ class MemoryBank:
         rows = index.rows(list(bonus))
         for memory_id, row in zip(bonus, rows):
             scores[memory_id] = float(base[row]) + bonus[memory_id]
+        memories = {m.id: m for m in await self.store.get_memories(list(scores))}
+        own = owners(probe.queries)
+        for memory in memories.values():
+            if memory.speaker in own:
+                scores[memory.id] += OWN_BONUS
         ranked = sorted(scores, key=lambda i: (-scores[i], -i))  # ties: the newer entry first
-        return pinned + await self._diverse(index, probe, ranked, scores, set(bonus), top_k)
+        return pinned + self._diverse(index, probe, ranked, memories, scores, set(bonus), top_k)
 
-    async def _diverse(self, index: VectorIndex, probe: Probe, ranked: list[int], scores: dict[int, float],
-                       by_words: set[int], top_k: int) -> list[Recalled]:
+    @staticmethod
+    def _diverse(index: VectorIndex, probe: Probe, ranked: list[int], memories: dict[int, Memory],
+                 scores: dict[int, float], by_words: set[int], top_k: int) -> list[Recalled]:
         """The best entries, skipping any that says again what a chosen one (or the prompt) says. One
         found by a distinctive word is never a copy: that word is what sets it apart."""
-        ranked = ranked[: top_k * 4 + 8]
-        memories = {m.id: m for m in await self.store.get_memories(ranked)}
         chosen: list[Recalled] = []
         kept = [probe.vectors[i] for i, q in enumerate(probe.queries) if q.in_prompt]
         all_words = {w for ws in probe.words for w in ws}

@@ -187,3 +187,38 @@ async def test_a_weak_query_counts_less_and_words_take_at_most_half_the_slots(st
     weak = await bank.recall(campaign.id, [Query("I polish the bell."), tail], top_k=1, min_score=0.0)
     assert "bell" in weak[0].memory.text  # the strong query's best wins over the weak one's
     assert word_bonus([(1, 8.0), (2, 3.0), (3, 4.0)]) == {1: WORDS_BONUS, 3: WORDS_BONUS / 2}
+
+
+async def test_the_clause_that_matters_finds_its_fact_where_the_whole_sentence_blurs_it(store, bank):
+    campaign = await store.create_campaign(1, "Saltmere")
+    fact = "I name my ship the Marigold and paint the name on her bow in gold letters."
+    others = ["I walk down to the docks and watch the fishermen mend their nets.",
+              "I ask a fisherman where the best oysters are sold.",
+              "I trade a song for a bowl of fish soup at the harbour kitchen.",
+              "I eat a plate of fried eels and wash it down with ale.",
+              "I ask the innkeeper what news has come from the capital this week."]
+    for text in [fact, *others]:
+        await play(store, bank, campaign.id, "Bram", text, "")
+    probe = action("Bram", "I ask the harbourmaster whether my vessel is ready to sail.")
+    queries = turn_queries([probe], "", [], bank.chunk)
+    assert [q.text for q in queries[1:]] == ["I ask the harbourmaster", "my vessel is ready to sail."]
+    assert not any(q.by_words for q in queries[1:])  # the whole action searches its words already
+    whole = await bank.recall(campaign.id, queries[:1], top_k=3, min_score=0.0)
+    assert fact not in [r.memory.text for r in whole]  # the sentence as one embedding: the docks win
+    found = await bank.recall(campaign.id, queries, top_k=3, min_score=0.0)
+    assert fact in [r.memory.text for r in found], [r.memory.text for r in found]
+
+
+async def test_what_a_player_calls_theirs_is_looked_for_first_among_their_own_entries(store, bank):
+    campaign = await store.create_campaign(1, "Saltmere")
+    await play(store, bank, campaign.id, "Bram", "I name my ship the Marigold and paint the name on her bow.", "")
+    await play(store, bank, campaign.id, "Kel", "I ask a fisherman where the best oysters are sold.", "")
+    asked = "I ask the harbourmaster whether my vessel is ready to sail."
+
+    async def first(author: str) -> str:
+        found = await bank.recall(campaign.id, turn_queries([action(author, asked)], "", [], bank.chunk), top_k=1,
+                                  min_score=0.0)
+        return found[0].memory.text
+
+    assert "Marigold" in await first("Bram")  # "my vessel", said by the one who named his ship
+    assert "oysters" in await first("Kel")  # the same words from another player: likeness alone decides
