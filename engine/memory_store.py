@@ -58,13 +58,15 @@ class MemoryTables:
         added, seen = [], set()
         for memory in memories:
             key = memory_key(memory.text, memory.speaker, memory.pinned)
+            turn_from = number if memory.turn_from is None else memory.turn_from
+            turn_to = number if memory.turn_to is None else memory.turn_to
+            if memory.kind == "summary":  # summarised this far, even when this summary is a copy
+                await self._summarised(conn, campaign_id, turn_to)
             if key in seen or await conn.execute_fetchall(
                     "SELECT 1 FROM memories WHERE campaign_id = ? AND content_hash = ? LIMIT 1", (campaign_id, key)):
                 continue
             seen.add(key)
             blob, dim = vector_blob(memory.vector)
-            turn_from = number if memory.turn_from is None else memory.turn_from
-            turn_to = number if memory.turn_to is None else memory.turn_to
             created = time.time()
             cursor = await conn.execute(
                 "INSERT INTO memories (campaign_id, kind, text, content_hash, vector, dim,"
@@ -165,6 +167,8 @@ class MemoryTables:
         async with self._write() as conn:
             removed = await self._delete_memories(conn, "campaign_id = ? AND (pinned = 0 OR NOT ?)",
                                                   (campaign_id, keep_pinned))
+            # the summaries are gone: the whole story is summarised anew, as for a new campaign
+            await conn.execute("UPDATE campaigns SET summarised_to = 0 WHERE id = ?", (campaign_id,))
         self._memories_changed(campaign_id, (), removed)
         return len(removed)
 
@@ -173,6 +177,16 @@ class MemoryTables:
             "SELECT COUNT(*) FROM memories WHERE campaign_id = ?", (campaign_id,))
 
     async def last_summary_turn(self, campaign_id: int) -> int:
-        return await self._value(
-            "SELECT COALESCE(MAX(turn_to), 0) FROM memories"
-            " WHERE campaign_id = ? AND kind = 'summary'", (campaign_id,))
+        """The last turn the campaign's summaries cover (0: none)."""
+        return await self._value("SELECT COALESCE(MAX(summarised_to), 0) FROM campaigns WHERE id = ?",
+                                 (campaign_id,))
+
+    async def mark_summarised(self, campaign_id: int, turn_to: int) -> None:
+        """The story up to turn_to is summarised although no summary was kept (it said nothing)."""
+        async with self._write() as conn:
+            await self._summarised(conn, campaign_id, turn_to)
+
+    @staticmethod
+    async def _summarised(conn: aiosqlite.Connection, campaign_id: int, turn_to: int | None) -> None:
+        await conn.execute("UPDATE campaigns SET summarised_to = MAX(summarised_to, ?) WHERE id = ?",
+                           (turn_to or 0, campaign_id))

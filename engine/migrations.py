@@ -122,6 +122,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE actions ADD COLUMN message_id INTEGER;
     CREATE INDEX actions_by_message ON actions (message_id) WHERE message_id IS NOT NULL;
     """,
+    # 6: how far the story is summarised, kept apart from the summaries themselves: a piece whose summary
+    # repeats an earlier one word for word (stored once) or says nothing still counts as summarised.
+    """
+    ALTER TABLE campaigns ADD COLUMN summarised_to INTEGER NOT NULL DEFAULT 0;
+    UPDATE campaigns SET summarised_to = COALESCE(
+        (SELECT MAX(turn_to) FROM memories WHERE campaign_id = campaigns.id AND kind = 'summary'), 0);
+    """,
 )
 
 

@@ -83,7 +83,10 @@ class Narrator:
         kept, note = self._checked_action(text)
         name = author_name.strip() or "Someone"
         action = await self.store.add_action(campaign_id, author_id, name, kept, message_id)
-        await self.store.set_term(campaign_id, name, name, auto=True)  # names stay names in translation
+        try:
+            await self.store.set_term(campaign_id, name, name, auto=True)  # names stay names in translation
+        except Unavailable as exc:  # the action is stored: that is what the player must be told
+            log.warning("glossary entry for %r not saved: %s", name, exc)
         return action, note
 
     async def edit_action(self, message_id: int, text: str) -> tuple[Action | None, str | None]:
@@ -300,8 +303,10 @@ class Narrator:
                     summary = (await ctx.generate(prompt, settings, stream=False)).strip()
                 if summary:
                     entry = await self.memory.summary_entry(summary, piece[0].number, piece[-1].number)
-                    await self.store.add_memory(campaign.id, entry)
+                    await self.store.add_memory(campaign.id, entry)  # a copy of an earlier one counts too
                     summaries.append(summary)
+                else:  # the model had nothing to say about it: asking again at every turn would not help
+                    await self.store.mark_summarised(campaign.id, piece[-1].number)
         except Exception:
             if force:
                 raise

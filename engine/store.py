@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Sequence
 
 import aiosqlite
 
-from engine.errors import BadInput
+from engine.errors import BadInput, Unavailable
 from engine.memory_store import IDS, MemoryListener, MemoryTables
 from engine.migrations import apply_migrations
 from engine.records import Action, Campaign, Memory, NewMemory, Turn, campaign_from_row
@@ -33,6 +33,11 @@ _TURN_COLUMNS = "id, campaign_id, number, narration, created, shown"
 def _json(value: dict | None) -> str | None:
     return None if value is None else json.dumps(value)
 
+
+
+def busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock (after busy_timeout)."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 class Store(MemoryTables):
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
@@ -66,14 +71,20 @@ class Store(MemoryTables):
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-                await self._conn.commit()
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._conn.rollback()
-                raise
+                await self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    await self._conn.commit()
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._conn.rollback()
+                    raise
+            except sqlite3.OperationalError as exc:
+                if not busy(exc):
+                    raise
+                # another program (a backup, sqlite3 by hand) holds the file past the busy timeout
+                raise Unavailable("the campaign's database is busy; nothing was saved, try again in a moment") from exc
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self._lock:
@@ -290,6 +301,8 @@ class Store(MemoryTables):
             await conn.execute("DELETE FROM turns WHERE id = ?", (turn.id,))
             removed = await self._delete_memories(
                 conn, "campaign_id = ? AND turn_to >= ? AND pinned = 0", (campaign_id, turn.number))
+            await conn.execute("UPDATE campaigns SET summarised_to = MIN(summarised_to, ?) WHERE id = ?",
+                               (turn.number - 1, campaign_id))
         self._memories_changed(campaign_id, (), removed)
         return turn
 

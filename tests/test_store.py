@@ -325,6 +325,37 @@ async def test_memories_pinned_first_delete_and_last_summary(store, campaign):
     assert await store.memory_count(campaign.id) == 3
 
 
+async def test_a_summary_that_repeats_an_earlier_one_still_moves_the_summarised_mark(store, campaign, tmp_path,
+                                                                                     monkeypatch):
+    """A small model summarised two pieces word for word alike; the copy was not stored (one copy of each
+    memory), and the mark that came from the summaries' turns stayed behind: the summary never advanced."""
+    await store.add_memory(campaign.id, NewMemory("summary", "The war in the north.", None, "", 1, 2))
+    copy = await store.add_memory(campaign.id, NewMemory("summary", "The war in the north.", None, "", 3, 3))
+    assert (copy.turn_from, copy.turn_to) == (1, 2) and await store.memory_count(campaign.id) == 1
+    assert await store.last_summary_turn(campaign.id) == 3
+    await store.mark_summarised(campaign.id, 5)  # a piece the model said nothing about
+    await store.mark_summarised(campaign.id, 4)  # never backwards
+    assert await store.last_summary_turn(campaign.id) == 5
+    for n in range(1, 6):
+        await store.commit_turn(campaign.id, [], f"Turn {n}.")
+    await store.undo_last_turn(campaign.id)  # turn 5 is gone, and so is its place in a summary
+    assert await store.last_summary_turn(campaign.id) == 4
+    await store.reset_memory(campaign.id)
+    assert await store.last_summary_turn(campaign.id) == 0
+    # a database of the last release: the mark starts where its summaries end
+    path = str(tmp_path / "v5.sqlite3")
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
+    old = await Store.open(path)
+    other = await old.create_campaign(9, "Old")
+    await old._conn.execute("INSERT INTO memories (campaign_id, kind, text, content_hash, embedder, created,"
+                            " turn_from, turn_to) VALUES (?, 'summary', 's', 'h', '', 0, 1, 7)", (other.id,))
+    await old.close()
+    monkeypatch.undo()
+    reopened = await Store.open(path)
+    assert await reopened.last_summary_turn(other.id) == 7
+    await reopened.close()
+
+
 async def test_on_memory_change_tells_what_each_commit_added_and_removed(store, campaign):
     calls: list[tuple[int, list[str], list[int]]] = []
     store.on_memory_change = lambda cid, added, removed: calls.append((cid, [m.text for m in added], list(removed)))
