@@ -164,6 +164,17 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """How the openai backend talks to its server (llm.base_url)."""
+    api: str = setting("chat", _str(choices=("chat", "completions")))
+    connect_timeout_s: float = setting(10.0, _float(above=0))
+    read_timeout_s: float = setting(120.0, _float(above=0))
+    retries: int = setting(3, _int(0, 20))
+    max_concurrency: int = setting(4, _int(1, 256))
+    sampling_extras: bool = setting(True, _bool())
+
+
+@dataclass(frozen=True)
 class LLMConfig:
     backend: str = setting("transformers", _str(choices=("transformers", "openai", "auto-gptq")))
     model: str = setting("bundled:smollm2", _str(nonempty=True))
@@ -176,6 +187,7 @@ class LLMConfig:
     base_url: str = setting("", _str())  # the openai backend's server
     api_key_env: str = setting("OPENAI_API_KEY", _env_name())
     generation: GenerationSettings = table(GenerationSettings)
+    server: ServerConfig = table(ServerConfig)
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None
@@ -255,6 +267,9 @@ def _cross_check(cls: type, v: Mapping[str, Any]) -> str | None:
     if cls is LLMConfig and v["generation"].max_new_tokens >= v["context_tokens"]:
         return (f"llm.generation.max_new_tokens must be less than llm.context_tokens"
                 f" ({v['context_tokens']}), not {v['generation'].max_new_tokens}")
+    if cls is LLMConfig and v["backend"] == "openai" and not re.fullmatch(r"https?://\S+", v["base_url"]):
+        return ('llm.base_url must be the model server\'s address (e.g. "http://127.0.0.1:11434/v1") '
+                'when backend = "openai"')
     if cls is TranslationConfig and v["provider"] == "libretranslate" and not v["url"]:
         return "translation.url must be the LibreTranslate server's address when provider = \"libretranslate\""
     return None

@@ -22,6 +22,7 @@ from engine.runner import Runner
 from engine.store import Store
 from engine.summarize import PipelineSummarizer
 from engine.textgen.base import TextBackend
+from engine.textgen.openai_backend import OpenAIBackend, ServerSettings
 from engine.textgen.transformers_backend import TransformersBackend, pick_device
 from engine.translate import Translation
 from engine.translators import LibreTranslateProvider, LLMProvider, Provider, YandexProvider
@@ -54,6 +55,8 @@ class Services:
     async def close(self) -> None:
         await self.runner.close()
         await self.http.close()
+        if isinstance(self.text.model, OpenAIBackend):
+            await self.text.model.aclose()
         for worker in (self.text, self.embedder, self.summarizer):
             if worker is not None:
                 await worker.stop()
@@ -62,6 +65,12 @@ class Services:
 
 def text_loader(config: Config, progress: Progress) -> Callable[[], TextBackend]:
     llm = config.llm
+    if llm.backend == "openai":
+        server = llm.server
+        return lambda: OpenAIBackend(ServerSettings(
+            base_url=llm.base_url, model=llm.model, api_key=llm.api_key(), api=server.api,
+            connect_timeout_s=server.connect_timeout_s, read_timeout_s=server.read_timeout_s,
+            retries=server.retries, max_concurrency=server.max_concurrency, sampling_extras=server.sampling_extras))
     if llm.backend != "transformers":
         raise Unavailable(f"llm.backend = {llm.backend!r} is not available in this version; use \"transformers\"")
     return lambda: TransformersBackend.load(
@@ -135,7 +144,9 @@ async def build_services(
             picture_spoiler=config.pictures.spoiler,
         ), summarizer, translation)
         run = config.runner
-        runner = Runner(narrator.handle, text, batch_size=run.batch_size, batch_wait_ms=run.batch_wait_ms,
+        # A model server schedules its own batches: as many jobs run at once as it takes requests.
+        jobs_at_once = config.llm.server.max_concurrency if getattr(backend, "concurrent", False) else run.batch_size
+        runner = Runner(narrator.handle, text, batch_size=jobs_at_once, batch_wait_ms=run.batch_wait_ms,
                         max_pending_per_channel=run.max_pending_per_channel,
                         max_pending_total=run.max_pending_total, job_timeout_s=run.job_timeout_s,
                         guard=PromptGuard(backend.count_tokens, config.llm.context_tokens))

@@ -3,7 +3,8 @@
 The design follows vLLM's engine loop in miniature: jobs wait in per-channel FIFOs; at most one job
 per channel runs at a time (so a campaign's turns never overlap or reorder); up to `batch_size`
 channels run at once, and their generate requests, arriving together, go to the model worker as
-one batched call. A failed call fails exactly the jobs in it; every waiter gets an answer.
+one batched call. A failed call fails exactly the jobs in it; every waiter gets an answer. A
+backend that is a model server (`concurrent`) schedules by itself: each request streams on its own.
 """
 from __future__ import annotations
 
@@ -83,6 +84,7 @@ class Runner:
         # The batcher runs only while there are requests: an idle runner owns no task at all, so
         # nothing waits forever in the background (and test harnesses can tell when work is done).
         self._batcher: asyncio.Task | None = None
+        self._streams: set[asyncio.Task] = set()  # requests to a concurrent backend (a model server)
         self._closing = False
 
     async def start(self) -> None:
@@ -215,6 +217,8 @@ class Runner:
 
     async def _gather(self) -> None:
         """Wait a moment for the other running jobs' requests, so they share one call."""
+        if getattr(self._worker.model, "concurrent", False):
+            return  # nothing to share: each request streams on its own
         deadline = asyncio.get_running_loop().time() + self._batch_wait
         while len(self._gen_pending) < min(self.batch_size, len(self._running)):
             left = deadline - asyncio.get_running_loop().time()
@@ -236,6 +240,12 @@ class Runner:
         if not slots:
             return
         backend = self._worker.model
+        if getattr(backend, "concurrent", False):  # a server that schedules by itself: one stream per job
+            for slot in slots:
+                task = asyncio.create_task(self._stream(backend, slot), name=f"stream-{slot.handle.job.request_id}")
+                self._streams.add(task)
+                task.add_done_callback(self._streams.discard)
+            return
         groups = [slots] if backend is None or backend.can_batch else [[s] for s in slots]
         for group in groups:
             await self._call_backend(group)
@@ -262,6 +272,24 @@ class Runner:
             return
         for slot, text in zip(slots, texts):
             if not slot.future.done():
+                slot.future.set_result(text)
+
+    async def _stream(self, backend: Any, slot: _GenSlot) -> None:
+        def on_piece(piece: str) -> None:
+            if slot.stream:
+                slot.handle._append(piece)
+
+        try:
+            text = await asyncio.wait_for(
+                backend.stream(slot.request, on_piece, lambda: slot.handle.cancel_requested), self._timeout)
+        except asyncio.TimeoutError:
+            text, error = None, Unavailable(f"the model server did not finish within {self._timeout:.0f} s")
+        except Exception as exc:  # fails exactly this job
+            text, error = None, exc
+        if not slot.future.done():
+            if text is None:
+                slot.future.set_exception(error)
+            else:
                 slot.future.set_result(text)
 
     # --- lifecycle ---
@@ -294,3 +322,6 @@ class Runner:
         if self._batcher is not None:
             self._batcher.cancel()
             await asyncio.gather(self._batcher, return_exceptions=True)
+        for task in list(self._streams):
+            task.cancel()
+        await asyncio.gather(*self._streams, return_exceptions=True)

@@ -77,11 +77,12 @@ def test_example_file_mentions_every_setting():
     for section in dataclasses.fields(Config):
         assert f"[{section.name}]" in text
         for setting in dataclasses.fields(getattr(Config(), section.name)):
-            if setting.name != "generation":
+            if "table" in setting.metadata:  # a table of its own: [llm.generation], [llm.server]
+                assert f"[{section.name}.{setting.name}]" in text
+                for sub in dataclasses.fields(setting.metadata["table"]):
+                    assert f"\n{sub.name} = " in text, f"{section.name}.{setting.name}.{sub.name}"
+            else:
                 assert f"\n{setting.name} = " in text, f"{section.name}.{setting.name}"
-    assert "[llm.generation]" in text
-    for name in GenerationSettings.names():
-        assert f"\n{name} = " in text, f"llm.generation.{name}"
 
 
 def test_values_are_read(tmp_path):
@@ -91,7 +92,10 @@ def test_values_are_read(tmp_path):
         ooc_prefixes = ["#"]
         [llm]
         backend = "openai"
+        base_url = "http://127.0.0.1:11434/v1"
         device = "cuda:1"
+        [llm.server]
+        api = "completions"
         [llm.generation]
         temperature = 0.5
         do_sample = false
@@ -101,6 +105,7 @@ def test_values_are_read(tmp_path):
     assert config.discord.dev_guild_id == 1234
     assert config.discord.ooc_prefixes == ("#",)
     assert config.llm.backend == "openai" and config.llm.device == "cuda:1"
+    assert config.llm.server.api == "completions" and config.llm.server.retries == 3
     assert config.llm.generation.temperature == 0.5
     assert config.llm.generation.do_sample is False
     assert config.llm.generation.top_k == 50
@@ -187,6 +192,9 @@ def test_default_token_env(monkeypatch):
      'pictures.url must be an http:// or https:// URL, not "127.0.0.1:7860"'),
     ('[llm]\nbackend = "llama"\n',
      'llm.backend must be one of "transformers", "openai", "auto-gptq", not "llama"'),
+    ('[llm]\nbackend = "openai"\n',
+     'llm.base_url must be the model server\'s address (e.g. "http://127.0.0.1:11434/v1") when backend = "openai"'),
+    ('[llm.server]\napi = "responses"\n', 'llm.server.api must be one of "chat", "completions", not "responses"'),
     ('[llm]\ndevice = "gpu"\n',
      'llm.device must be "auto", "cpu", "cuda", "cuda:N" or "mps", not "gpu"'),
     ('[llm]\nmodel = ""\n', "llm.model must not be empty"),

@@ -74,3 +74,27 @@ def test_play_in_russian_through_a_translator(tmp_path):
     assert "Я открываю дверь." in server.texts
     bad = play(config, ["/quit"], "--language", "русский")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: 'русский' is not a language code such as en or ru"
+
+
+def test_play_with_a_model_server_through_the_openai_backend(tmp_path):
+    from openai_server import OpenAIServer
+    from sd_server import ServerThread
+
+    thread = ServerThread(OpenAIServer(fail_first=[503], retry_after="0"))
+    server = thread.start()
+    try:
+        config = write_config(tmp_path, f'backend = "openai"\nmodel = "smollm2:135m"\nbase_url = "{server.url}/v1"\n'
+                                        '[llm.server]\nretries = 1\nread_timeout_s = 1\n')
+        result = play(config, ["I open the tavern door.", "/quit"], "--player", "Bram")
+        assert result.returncode == 0, result.stderr
+        assert "DM: The lantern flickers as the door creaks open." in result.stdout
+        assert len(server.requests) == 2 and server.requests[1]["model"] == "smollm2:135m"  # a 503, then the reply
+        server.mode = "slow"
+        slow = play(config, ["I wait.", "/quit"], "--player", "Bram")
+    finally:
+        thread.stop()
+    assert slow.returncode == 0 and "Traceback" not in slow.stdout + slow.stderr
+    assert "the model server is too slow to answer" in slow.stdout
+    down = play(config, ["I wait.", "/memory", "/quit"], "--player", "Bram")  # the server is gone
+    assert down.returncode == 0 and "cannot reach the model server" in down.stdout
+    assert "Bram: I open the tavern door." in down.stdout  # the story so far is all there
