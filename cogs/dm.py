@@ -1,6 +1,7 @@
 """The /dm command group: start and end a campaign, narrate, retry, undo, status and settings."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -22,6 +23,7 @@ from engine.jobs import Job, JobHandle
 from engine.translate import Translation
 
 log = logging.getLogger(__name__)
+NOT_SAVED = "This was not saved; the actions wait for the next `/dm continue`."
 SETTING_NAMES = ["language", *GenerationSettings.names(), "summarize_every", "picture_spoiler", "picture_seed"]
 LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
 
@@ -153,8 +155,12 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                 shown = await live.update(text) if live else text
                 await stream.update(shown)
             result = await handle.result()
-        except EngineError as exc:
-            await stream.finish(shown.strip() or friendly(exc), note=friendly(exc) if shown.strip() else "")
+        except Exception as exc:  # the reply must never stay "writing"; unexpected errors still reach the log
+            told = shown.strip()
+            with contextlib.suppress(discord.HTTPException):
+                await stream.finish(told or friendly(exc), note=f"{friendly(exc)} {NOT_SAVED}" if told else "")
+            if not isinstance(exc, EngineError):
+                raise
             return
         notes = [*result.notes, f"{note} · turn {result.turn.number}" if note else ""]
         await stream.finish(result.turn.posted, note="\n-# ".join(n for n in notes if n))

@@ -1,6 +1,7 @@
 """/dm picture: a placeholder with a progress bar and a Cancel button, then the scene as an attachment."""
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from dataclasses import dataclass
@@ -74,8 +75,11 @@ class PictureDesk:
                 await reply.show(f"🎨 Waiting for the painter: {position} picture(s) ahead.")
                 await ticket.moved(position)
             await self._paint(reply, client, campaign, prompt)
-        except EngineError as exc:
-            await reply.show(friendly(exc), view=None, attachments=[])
+        except Exception as exc:  # never leave "Looking at the scene…" up; unexpected errors still reach the log
+            with contextlib.suppress(discord.HTTPException):
+                await reply.show(friendly(exc), view=None, attachments=[])
+            if not isinstance(exc, EngineError):
+                raise
         finally:
             ticket.release()
 

@@ -1,6 +1,7 @@
 """Players' messages in a campaign channel become pending actions, stored before they are marked."""
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import discord
@@ -8,11 +9,12 @@ from discord.ext import commands
 
 from bot.services import Services
 from cogs.errors import NO_PINGS
-from engine.errors import EngineError
+from engine.errors import EngineError, Unavailable
 
 log = logging.getLogger(__name__)
 STORED = "✍️"
 CUT = "✂️"
+NOT_STORED = "⚠️"
 PLAYER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 
@@ -36,7 +38,14 @@ class Table(commands.Cog):
         try:
             _, note = await self.services.narrator.add_action(
                 campaign.id, message.author.id, message.author.display_name, text, message.id)
-        except EngineError as exc:
+        except Unavailable as exc:  # the database is busy: the player must know to send it again
+            log.warning("action from %s not stored: %s", message.author, exc)
+            with contextlib.suppress(discord.HTTPException):
+                await message.add_reaction(NOT_STORED)
+                await message.reply(f"-# {NOT_STORED} not stored: {exc}.", mention_author=False,
+                                    allowed_mentions=NO_PINGS)
+            return
+        except EngineError as exc:  # empty or invisible: nothing to tell
             log.info("action from %s not stored: %s", message.author, exc)
             return
         try:  # the action is safe in the database; a failed reaction loses nothing

@@ -266,6 +266,9 @@ class Runner:
                 lambda backend: backend.generate_batch(requests, on_token, should_stop), timeout=self._timeout
             )
         except Exception as exc:  # fails exactly the jobs in this call
+            if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch's, CPU or GPU
+                log.warning("the model ran out of memory for %d request(s)", len(slots), exc_info=exc)
+                exc = Unavailable("the model ran out of memory; try again in a moment, or with fewer or shorter actions")
             for slot in slots:
                 if not slot.future.done():
                     slot.future.set_exception(exc)
