@@ -24,11 +24,12 @@ def invite_url(client_id: int) -> str:
 
 
 class DungeonMasterBot(commands.Bot):
-    def __init__(self, config: Config, *, load_services: bool = True, **models) -> None:
+    def __init__(self, config: Config, *, load_services: bool = True, client_options: dict | None = None,
+                 **models) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # players' actions are ordinary messages
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, allowed_mentions=NO_PINGS,
-                         help_command=None)
+                         help_command=None, **(client_options or {}))
         self.config, self._load_services, self._models = config, load_services, models
         self.services: Services | None = None
         self._invite_logged = False
@@ -75,6 +76,16 @@ class Owner(commands.Cog):
                         mention_author=False)
 
 
+class ShardedDungeonMasterBot(DungeonMasterBot, commands.AutoShardedBot):
+    """The same bot over several gateway connections (discord.py's AutoShardedBot): Discord requires
+    shards past 2,500 servers, and they spread the gateway's events over more connections before that."""
+
+
 def create_bot(config: Config, **models) -> commands.Bot:
-    """The real bot; tests may hand in models they loaded already (text_model=..., embed_model=...)."""
-    return DungeonMasterBot(config, **models)
+    """The real bot; tests may hand in models they loaded already (text_model=..., embed_model=...).
+    With discord.shards = "auto" Discord says how many shards; a number fixes it."""
+    shards = config.discord.shards
+    if shards == "off":
+        return DungeonMasterBot(config, **models)
+    count = None if shards == "auto" else int(shards)
+    return ShardedDungeonMasterBot(config, client_options={"shard_count": count}, **models)

@@ -153,6 +153,7 @@ class DiscordConfig:
     admin_role: str = setting("", _str())  # besides Manage Server
     ooc_prefixes: tuple[str, ...] = setting(("((", "//"), _str_list())
     action_max_chars: int = setting(1000, _int(50, 4000))
+    shards: str = setting("off", _str(pattern=r"off|auto|[1-9]\d{0,3}", what='"off", "auto" or a number of shards'))
 
     def token(self) -> str | None:
         return os.environ.get(self.token_env) or None

@@ -39,3 +39,18 @@ def test_the_invite_url_asks_for_exactly_the_permissions_the_bot_uses():
     assert f"permissions={PERMISSIONS.value}" in url
     assert PERMISSIONS.add_reactions and PERMISSIONS.send_messages and not PERMISSIONS.administrator
     assert not PERMISSIONS.mention_everyone and not PERMISSIONS.manage_messages
+
+
+async def test_sharding_is_a_config_switch(make_config):
+    """discord.shards: one connection by default, AutoShardedBot when a host asks for it."""
+    from discord.ext import commands
+
+    from bot.app import DungeonMasterBot, create_bot
+
+    plain = create_bot(make_config(), load_services=False)
+    auto = create_bot(make_config(discord={"shards": "auto"}), load_services=False)
+    fixed = create_bot(make_config(discord={"shards": "4"}), load_services=False)
+    assert not isinstance(plain, commands.AutoShardedBot)
+    assert all(isinstance(b, commands.AutoShardedBot) and isinstance(b, DungeonMasterBot) for b in (auto, fixed))
+    assert auto.shard_count is None and fixed.shard_count == 4  # None: Discord says how many at login
+    await plain.close()  # (discord.py's AutoShardedClient cannot close before it ever connected)
