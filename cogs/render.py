@@ -9,6 +9,7 @@ from typing import Awaitable, Callable
 import discord
 
 from cogs.errors import NO_PINGS
+from engine.narration import defuse_mentions
 
 log = logging.getLogger(__name__)
 LIMIT = 2000
@@ -98,13 +99,13 @@ class NarrationStream:
     async def update(self, text: str) -> None:
         if time.monotonic() - self._last < self.interval or not text.strip():
             return
-        parts = split_message(text, self.chunk)
+        parts = split_message(defuse_mentions(text), self.chunk)
         for index, part in enumerate(parts):
             await self._put(index, part + (WRITING if index == len(parts) - 1 else ""))
         self._last = time.monotonic()
 
     async def finish(self, text: str, note: str = "") -> None:
-        parts = split_message(text, self.chunk)
+        parts = split_message(defuse_mentions(text), self.chunk)
         if note:
             parts[-1] += f"\n-# {note}"
         for index, part in enumerate(parts):

@@ -4,8 +4,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -13,6 +11,7 @@ from engine.errors import BadInput, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.memory import MemoryBank
+from engine.narration import clean_narration, defuse_mentions, visible, whole_sentences
 from engine.prompt import BuiltPrompt, build_prompt, cut_action
 from engine.recall import Recalled, turn_queries
 from engine.records import Action, Campaign, Memory, Turn
@@ -235,8 +234,8 @@ class Narrator:
         if not self.translation.needed(campaign.language):
             return None
         try:
-            return await self.translation.to_players(narration, campaign.language,
-                                                     await self.store.glossary(campaign.id), ctx.generate)
+            return defuse_mentions(await self.translation.to_players(
+                narration, campaign.language, await self.store.glossary(campaign.id), ctx.generate))
         except Unavailable as exc:
             self._note(campaign, exc, notes)
             return None
@@ -262,10 +261,10 @@ class Narrator:
             self.memory, campaign.id, turn_queries(actions, extra, turns, self.memory.chunk), turns,
             top_k=self.settings.top_k, min_score=self.settings.min_score, build=build)
         names = {a.author_name for a in actions} | {a.author_name for t in turns for a in t.actions}
-        narration = clean_narration(await ctx.generate(built.rendered, settings.generation), names)
+        narration = posted_narration(await ctx.generate(built.rendered, settings.generation), names)
         if not narration and settings.generation.do_sample:  # it only played the players: one more draw
             ctx.restart_stream()
-            narration = clean_narration(await ctx.generate(built.rendered, settings.generation), names)
+            narration = posted_narration(await ctx.generate(built.rendered, settings.generation), names)
         if not narration:
             raise Unavailable("the model wrote nothing this time; try /dm continue again")
         return narration, built, PromptMemory.of(built, turns, budget)
@@ -326,23 +325,7 @@ class Narrator:
                               count, room)
 
 
-def visible(text: str) -> bool:
-    """Whether text shows anything: zero-width, format and control characters and spaces do not."""
-    return any(not c.isspace() and unicodedata.category(c) not in ("Cf", "Cc", "Co", "Cn", "Zl", "Zp")
-               for c in text or "")
-
-
-def clean_narration(text: str, player_names: set[str]) -> str:
-    """The narration without lines where the model plays the players (or itself) again: a player's
-    line at the very start is dropped, and everything from the next speaker's line on is cut."""
-    text = re.sub(r"^\s*DM\s*:\s*", "", text.strip())
-    names = "|".join(re.escape(n) for n in player_names if n)
-    if names:
-        player_line = re.compile(rf"^\s*({names})\s*:[^\n]*(\n|$)")
-        while match := player_line.match(text):
-            text = text[match.end():]
-    speakers = "|".join(re.escape(n) for n in {"DM", *player_names} if n)
-    match = re.compile(rf"^\s*({speakers})\s*:", re.MULTILINE).search(text, 1)
-    if match:
-        text = text[: match.start()]
-    return re.sub(r"^\s*DM\s*:\s*", "", text.strip()).strip()
+def posted_narration(text: str, player_names: set[str]) -> str:
+    """A narration as the table sees it (and the story keeps it): the DM's lines only, whole sentences,
+    mentions defused."""
+    return defuse_mentions(whole_sentences(clean_narration(text, player_names)))

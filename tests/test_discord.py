@@ -579,8 +579,10 @@ async def test_mentions_in_actions_and_narration_never_ping(world, model):
                     + "The bells ring on. " * 120)
     result = await world.slash(world.alice, world.table, "dm continue")
     turn = await world.store.last_turn(campaign.id)
-    assert "@everyone" in turn.narration and f"<@{world.bob.id}>" in turn.narration
-    assert reply_text(result).startswith(f"@everyone hears it. <@{world.bob.id}>")
+    # the model's own mentions are defused as the players' are: stored and posted as plain text
+    assert "@\u200beveryone hears it. @\u200bsomeone and @\u200brole rush in, and @\u200bhere" in turn.narration
+    assert "<@" not in turn.narration and re.search(r"(?<!\u200b)@(everyone|here)", turn.narration) is None
+    assert reply_text(result).startswith("@\u200beveryone hears it. @\u200bsomeone")
 
     sent = [m for m in world.bot_messages(world.table)]
     assert len(sent) >= 3  # the start, and the narration in two messages

@@ -169,3 +169,17 @@ def test_narration_cleaning_drops_a_players_line_at_the_start_and_cuts_at_the_ne
         "The wind howls. Bram: is not a line start.")
     assert clean_narration("Bram: only the player speaks", names) == ""
     assert clean_narration("The door opens.", set()) == "The door opens."
+
+
+def test_a_narration_cut_by_the_token_limit_ends_at_its_last_whole_sentence():
+    from engine.narration import defuse_mentions, whole_sentences
+
+    assert whole_sentences("The door opens. A cold wind blows. It goes without saying") == (
+        "The door opens. A cold wind blows.")
+    assert whole_sentences('"Run!" she cries. The torch gutters and') == '"Run!" she cries.'
+    assert whole_sentences("Дверь открывается. Ветер воет, и") == "Дверь открывается."
+    assert whole_sentences("The innkeeper (a big man) waits…") == "The innkeeper (a big man) waits…"
+    assert whole_sentences("no sentence ends here at all") == "no sentence ends here at all"  # kept
+    assert whole_sentences("Mr. Tolda waits. v1.5 of") == "Mr. Tolda waits."
+    assert defuse_mentions("@everyone and @HERE, <@12> <@!13> <@&14> mail@here.com") == (
+        "@\u200beveryone and @\u200bHERE, @\u200bsomeone @\u200bsomeone @\u200brole mail@\u200bhere.com")
