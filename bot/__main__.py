@@ -15,14 +15,18 @@ log = logging.getLogger("bot")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bot", description="The Discord Dungeon Master.")
-    parser.add_argument("--config", default=os.environ.get("DM_CONFIG"),
-                        help="config file (default: $DM_CONFIG or ./config.toml; missing = all defaults)")
-    parser.add_argument("--log-level", default="INFO")
+    # The shared options go before or after the command (`python -m bot play --config FILE`): the
+    # subcommands' copies leave the value alone unless they are given there.
+    shared = argparse.ArgumentParser(add_help=False)
+    for target, default in ((parser, None), (shared, argparse.SUPPRESS)):
+        target.add_argument("--config", default=os.environ.get("DM_CONFIG") if default is None else default,
+                            help="config file (default: $DM_CONFIG or ./config.toml; missing = all defaults)")
+        target.add_argument("--log-level", default="INFO" if default is None else default)
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="run the Discord bot (the default)")
-    sync = sub.add_parser("sync", help="register the slash commands with Discord, then exit")
+    sub.add_parser("run", help="run the Discord bot (the default)", parents=[shared])
+    sync = sub.add_parser("sync", help="register the slash commands with Discord, then exit", parents=[shared])
     sync.add_argument("--guild", type=int, default=None, help="a server id: its commands update at once")
-    play = sub.add_parser("play", help="play a campaign in the terminal, offline")
+    play = sub.add_parser("play", help="play a campaign in the terminal, offline", parents=[shared])
     play.add_argument("--campaign", default="terminal", help="campaign name (created if new)")
     play.add_argument("--player", default="Player", help="your character's name")
     play.add_argument("--premise", default=None, help="premise for a new campaign")

@@ -6,7 +6,7 @@ import logging
 import discord
 from discord import app_commands
 
-from engine.errors import BadInput, Busy, Cancelled, EngineError, Unavailable
+from engine.errors import BadInput, Busy, Cancelled, EngineError, PicturesUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
 NO_PINGS = discord.AllowedMentions.none()
@@ -24,6 +24,8 @@ def friendly(error: BaseException) -> str:
         return str(error)
     if isinstance(error, Busy):
         return f"⏳ {error} (queue: {error.queue_length})."
+    if isinstance(error, PicturesUnavailable):
+        return f"🎨 No picture this time: {error}."
     if isinstance(error, Unavailable):
         return f"😴 The Dungeon Master cannot answer right now: {error}."
     if isinstance(error, Cancelled):

@@ -22,5 +22,9 @@ class Unavailable(EngineError):
     """A model or a remote service cannot serve right now."""
 
 
+class PicturesUnavailable(Unavailable):
+    """The picture server cannot paint right now (the Dungeon Master itself is fine)."""
+
+
 class Cancelled(EngineError):
     """The job was cancelled before it finished."""

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
-from engine.errors import Unavailable
+from engine.errors import PicturesUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
 DISCORD_FILE_LIMIT = 10 * 1024 * 1024  # bytes an unboosted server accepts per attachment
@@ -64,18 +64,19 @@ class PictureClient:
             async with self.session.request(method, self.base + path, json=json, headers=self._headers,
                                             timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 if response.status == 401:
-                    raise Unavailable("the picture server refused the login (check pictures.user and its password)")
+                    raise PicturesUnavailable(
+                        "the picture server refused the login (check pictures.user and its password)")
                 if response.status == 404:
                     raise FileNotFoundError(path)
                 if response.status >= 400:
-                    raise Unavailable(f"the picture server answered {response.status} {response.reason}")
+                    raise PicturesUnavailable(f"the picture server answered {response.status} {response.reason}")
                 return await response.json(content_type=None)
         except asyncio.TimeoutError:
-            raise Unavailable(f"the picture server did not answer within {timeout:.0f} s") from None
+            raise PicturesUnavailable(f"the picture server did not answer within {timeout:.0f} s") from None
         except aiohttp.ClientConnectionError:
-            raise Unavailable(f"the picture server at {self.base} is not reachable") from None
+            raise PicturesUnavailable(f"the picture server at {self.base} is not reachable") from None
         except (aiohttp.ContentTypeError, ValueError) as exc:
-            raise Unavailable("the picture server answered something that is not JSON") from exc
+            raise PicturesUnavailable("the picture server answered something that is not JSON") from exc
 
     def payload(self, prompt: str, seed: int | None) -> dict[str, Any]:
         s = self.settings
@@ -94,10 +95,10 @@ class PictureClient:
             reply = await self._request("POST", "/sdapi/v1/txt2img", json=self.payload(prompt, seed),
                                         timeout=self.settings.timeout_s)
         except FileNotFoundError:
-            raise Unavailable("this server has no /sdapi/v1/txt2img (start the web UI with --api)") from None
+            raise PicturesUnavailable("this server has no /sdapi/v1/txt2img (start the web UI with --api)") from None
         images = reply.get("images") if isinstance(reply, dict) else None
         if not images or not isinstance(images[0], str):
-            raise Unavailable("the picture server sent no image")
+            raise PicturesUnavailable("the picture server sent no image")
         image, filename = fit_for_discord(decode_image(images[0]), self.settings.max_bytes)
         return Picture(image, filename, prompt, seed)
 
@@ -150,7 +151,7 @@ def decode_image(data: str) -> bytes:
         with Image.open(io.BytesIO(raw)) as image:
             image.verify()
     except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as exc:
-        raise Unavailable("the picture server sent something that is not an image") from exc
+        raise PicturesUnavailable("the picture server sent something that is not an image") from exc
     return raw
 
 
@@ -168,4 +169,4 @@ def fit_for_discord(raw: bytes, limit: int) -> tuple[bytes, str]:
         picture.resize(size).save(out, format="JPEG", quality=85)
         if out.tell() <= limit:
             return out.getvalue(), "scene.jpg"
-    raise Unavailable("the picture is too large to post even when shrunk")
+    raise PicturesUnavailable("the picture is too large to post even when shrunk")

@@ -54,3 +54,14 @@ async def test_sharding_is_a_config_switch(make_config):
     assert all(isinstance(b, commands.AutoShardedBot) and isinstance(b, DungeonMasterBot) for b in (auto, fixed))
     assert auto.shard_count is None and fixed.shard_count == 4  # None: Discord says how many at login
     await plain.close()  # (discord.py's AutoShardedClient cannot close before it ever connected)
+
+
+def test_options_go_before_or_after_the_command():
+    from bot.__main__ import parse_args
+
+    before = parse_args(["--config", "a.toml", "play", "--player", "Bram"])
+    after = parse_args(["play", "--config", "b.toml", "--log-level", "debug"])
+    assert (before.command, before.config, before.player) == ("play", "a.toml", "Bram")
+    assert (after.command, after.config, after.log_level) == ("play", "b.toml", "debug")
+    assert parse_args(["--config", "c.toml", "sync"]).config == "c.toml"  # not reset by the subcommand
+    assert parse_args(["run"]).log_level == "INFO"

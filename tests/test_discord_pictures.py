@@ -93,6 +93,7 @@ async def test_each_failure_has_its_message_and_the_story_goes_on(simcord_env, s
     result = await alice.slash(channel, "dm picture")
     text = result.response.content if result.response else result.followups[-1].content
     assert expected in text and "Traceback" not in text
+    assert text.startswith("🎨 No picture this time: the picture server") and "Dungeon Master" not in text
     await alice.send(channel, "I order another ale.")
     after = await alice.slash(channel, "dm continue")
     assert after.response.content and "cannot" not in after.response.content
