@@ -116,8 +116,9 @@ async def open_campaign(services: Services, name: str, premise: str | None,
         services.translation.check_language(language)
     campaign = await store.campaign_for_channel(terminal_channel_id(name))
     if campaign is None:
-        campaign = await store.create_campaign(terminal_channel_id(name), name, premise or DEFAULT_PREMISE,
-                                               language=(language or services.translation.model_language).lower())
+        campaign, _ = await services.narrator.start_campaign(
+            terminal_channel_id(name), name, premise or DEFAULT_PREMISE,
+            (language or services.translation.model_language).lower())
     elif premise or language:
         campaign = await store.update_campaign(campaign.id, premise=premise or None,
                                                language=language.lower() if language else None)

@@ -71,13 +71,12 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         await interaction.response.defer()
         channel = interaction.channel
         name = getattr(channel, "name", None) or f"channel-{interaction.channel_id}"
-        campaign = await self.services.store.create_campaign(
-            interaction.channel_id or 0, name, premise.strip(), language=language)
-        about = f" {campaign.premise}" if campaign.premise else ""
+        _, note = await self.services.narrator.start_campaign(interaction.channel_id or 0, name, premise, language)
+        about = f" {premise.strip()}" if premise.strip() else ""  # as the admin wrote it
         await interaction.followup.send(
             f"🎲 A new campaign begins in this channel.{about}\nWrite what your characters do as ordinary "
-            f"messages, then use `/dm continue` and the DM narrates.{self.language_note(language)}",
-            allowed_mentions=NO_PINGS)
+            f"messages, then use `/dm continue` and the DM narrates.{self.language_note(language)}"
+            + (f"\n-# {note}" if note else ""), allowed_mentions=NO_PINGS)
 
     def language_note(self, language: str) -> str:
         translation = self.services.translation

@@ -120,6 +120,18 @@ class Narrator:
         await self.store.set_look(campaign.id, name, description)
         return description, note
 
+    async def start_campaign(self, channel_id: int, name: str, premise: str,
+                             language: str) -> tuple[Campaign, str | None]:
+        """A new campaign; its premise is kept in the model's language like every fact the prompt holds
+        (a Russian premise reached the English model untranslated). Returns it and a translation note."""
+        campaign = await self.store.create_campaign(channel_id, name, premise.strip(), language=language)
+        if not campaign.premise:
+            return campaign, None
+        premise, note = await self.to_model_language(campaign, campaign.premise)
+        if premise != campaign.premise:
+            campaign = await self.store.update_campaign(campaign.id, premise=premise)
+        return campaign, note
+
     async def to_model_language(self, campaign: Campaign, text: str) -> tuple[str, str | None]:
         """Text an admin wrote outside a turn, translated when the provider can do it without the text
         model (which only a turn's job holds); kept as written, with a note, when it cannot."""

@@ -39,7 +39,10 @@ def bot_config(make_config, translator):
 async def russian_table(world):
     result = await world.slash(world.gm, world.table, "dm start", premise="Таверна на краю леса.", language="ru")
     assert "🌐 Played in `ru`" in reply_text(result)
-    return await world.store.campaign_for_channel(world.table.id)
+    assert "Таверна на краю леса." in reply_text(result)  # the table reads the premise as it was written
+    campaign = await world.store.campaign_for_channel(world.table.id)
+    assert campaign.premise.startswith("Tavern ")  # the model reads it in its own language
+    return campaign
 
 
 def edits_of_original(world) -> list[str]:
@@ -57,6 +60,7 @@ async def test_players_write_and_read_russian_while_the_prompt_is_english(world,
     # The model saw English: the action translated, labelled with the player's name.
     prompt = model.calls[-1][0]
     assert "Aria: I draw my sword and go into tavern." in prompt and "достаю" not in prompt
+    assert "The campaign: Tavern " in prompt and "Таверна" not in prompt
     # The players read Russian, with the markup and the quotes in place and the name kept as a name.
     assert posted.startswith("*Aria дравс хер меч.* \"") and "трактирщик" in posted and "дракон спит" in posted
     assert [w for w in LATIN_WORD.findall(posted) if w != "Aria"] == []
