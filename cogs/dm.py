@@ -24,7 +24,9 @@ from engine.translate import Translation
 
 log = logging.getLogger(__name__)
 NOT_SAVED = "This was not saved; the actions wait for the next `/dm continue`."
-SETTING_NAMES = ["language", *GenerationSettings.names(), "summarize_every", "picture_spoiler", "picture_seed"]
+CAMPAIGN_TEXTS = ("premise", "style", "author_note")  # texts, not numbers: kept in the model's language
+SETTING_NAMES = ["language", *CAMPAIGN_TEXTS, *GenerationSettings.names(), "summarize_every", "picture_spoiler",
+                 "picture_seed"]
 LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
 
 
@@ -212,13 +214,18 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         require_admin(interaction, self.admin_role)
         narrator, store = self.services.narrator, self.services.store
         campaign = await campaign_here(self.services, interaction)
-        overrides = dict(campaign.settings)
+        overrides, note = dict(campaign.settings), None
         if name == "language":
             if value is None:
                 raise BadInput("give a language code such as en or ru")
             language = language_code("en" if value.strip().lower() == "default" else value,
                                      self.services.translation)
             campaign = await store.update_campaign(campaign.id, language=language)
+        elif name in CAMPAIGN_TEXTS:
+            if value is None:
+                raise BadInput(f"give the {name} (or 'default' to clear it)")
+            text = "" if value.strip().lower() == "default" else value
+            campaign, note = await narrator.set_campaign_text(campaign, name, text)
         elif name is not None:
             if value is None:
                 raise BadInput(f"give a value for {name} (or 'default')")
@@ -230,8 +237,11 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
             campaign = await store.update_campaign(campaign.id, settings=overrides)
         effective = narrator.campaign_settings(campaign)
         values = {**effective.generation.to_dict(), "summarize_every": effective.summarize_every}
-        lines = [f"`language` = {campaign.language}", *(
-            f"`{k}` = {v}{' *(this campaign)*' if k in campaign.settings else ''}" for k, v in values.items())]
+        texts = {"premise": campaign.premise, "style": campaign.style, "author_note": effective.author_note}
+        lines = [f"`language` = {campaign.language}",
+                 *(f"`{k}` = {shorten(discord.utils.escape_markdown(v), 200) if v else '(none)'}" for k, v in texts.items()),
+                 *(f"`{k}` = {v}{' *(this campaign)*' if k in campaign.settings else ''}" for k, v in values.items())]
         head = f"✅ {name} set.{self.language_note(campaign.language) if name == 'language' else ''}\n" if name else ""
+        head += f"-# {note}\n" if note else ""
         await interaction.followup.send(head + "\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
 

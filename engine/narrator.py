@@ -26,6 +26,7 @@ from engine.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 FACT_MAX_CHARS = 1000  # a pinned fact goes into every prompt: keep it a fact, not a chapter
+NOTE_MAX_CHARS = 300  # the author's note too, and close to the end where it weighs most
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class CampaignSettings:
     summarize_every: int
     picture_spoiler: bool
     picture_seed: int  # -1: a new seed for every picture
+    author_note: str = ""  # a standing direction near the end of every prompt ("keep it grim")
 
 
 def _check(name: str, value: object, kind: type, low: int = 0, high: int = 0) -> None:
@@ -149,10 +151,29 @@ class Narrator:
         every = overrides.pop("summarize_every", self.settings.summarize_every)
         spoiler = overrides.pop("picture_spoiler", self.settings.picture_spoiler)
         seed = overrides.pop("picture_seed", -1)
+        note = overrides.pop("author_note", "")
         _check("summarize_every", every, int, 0, 1000)
         _check("picture_spoiler", spoiler, bool)
         _check("picture_seed", seed, int, -1, 2**32 - 1)
-        return CampaignSettings(self.settings.generation.with_overrides(overrides), every, spoiler, seed)
+        if not isinstance(note, str) or len(note) > NOTE_MAX_CHARS:
+            raise BadInput(f"author_note must be a text of at most {NOTE_MAX_CHARS} characters")
+        return CampaignSettings(self.settings.generation.with_overrides(overrides), every, spoiler, seed, note)
+
+    async def set_campaign_text(self, campaign: Campaign, name: str, text: str) -> tuple[Campaign, str | None]:
+        """Change the premise, the style or the author's note after the start; kept in the model's
+        language like every fact the prompt holds. Returns the campaign and a translation note."""
+        text = text.strip()[: NOTE_MAX_CHARS if name == "author_note" else FACT_MAX_CHARS]
+        note = None
+        if text:
+            text, note = await self.to_model_language(campaign, text)
+        if name == "author_note":
+            settings = {k: v for k, v in campaign.settings.items() if k != "author_note"}
+            if text:
+                settings["author_note"] = text
+            return await self.store.update_campaign(campaign.id, settings=settings), note
+        if name not in ("premise", "style"):
+            raise BadInput(f"{name} is not a text of the campaign")
+        return await self.store.update_campaign(campaign.id, **{name: text}), note
 
     async def campaign(self, campaign_id: int) -> Campaign:
         campaign = await self.store.get_campaign(campaign_id)

@@ -64,6 +64,9 @@ def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[
     now = [_action_line(a, action_limit) for a in actions]
     if extra.strip():
         now.append(f"(Direction for the DM: {cut_action(extra, action_limit)[0]})")
+    note = str(campaign.settings.get("author_note", "")).strip()
+    if note:  # near the end, where a small model heeds it most (AI Dungeon's and KoboldCpp's author's note)
+        parts.append(f"Author's note: {note}")
     parts.append("What the players do now:\n" + ("\n".join(now) if now else "(nothing: the story moves on)"))
     user = "\n\n".join(parts) + "\n\nNarrate what happens next."
     # The GPT-2 family continues text rather than following instructions: give it a script to extend.

@@ -467,6 +467,28 @@ async def test_settings_show_set_and_refuse_bad_values_and_status_counts(world, 
     assert elsewhere.endswith("No campaign in this channel: start one with `/dm start`.")
 
 
+async def test_admins_change_the_premise_style_and_authors_note_after_the_start(world, model):
+    campaign = await start(world)
+    for name, value in (("premise", "A drowned city beneath the marsh."), ("style", "ink wash, muted greens"),
+                        ("author_note", "Keep it grim; the rain never stops.")):
+        set_ = await world.slash(world.gm, world.table, "dm settings", name=name, value=value)
+        assert reply_text(set_).startswith(f"✅ {name} set.") and f"`{name}` = {value}" in reply_text(set_)
+    refused = await world.slash(world.alice, world.table, "dm settings", name="premise", value="Mine now.")
+    assert "Mine now." not in (await world.store.get_campaign(campaign.id)).premise and refused.ephemeral
+    await world.alice.send(world.table, "I wade into the flooded street.")
+    await world.slash(world.alice, world.table, "dm continue")
+    prompt = model.calls[-1][0]
+    assert "The campaign: A drowned city beneath the marsh." in prompt and "Style: ink wash, muted greens" in prompt
+    # the author's note stands right before what the players do now, near the end
+    assert prompt.index("Author's note: Keep it grim; the rain never stops.") < prompt.index("What the players do now:")
+    assert prompt.index("The story so far:") < prompt.index("Author's note:") if "The story so far:" in prompt else True
+    cleared = await world.slash(world.gm, world.table, "dm settings", name="author_note", value="default")
+    assert "`author_note` = (none)" in reply_text(cleared)
+    assert (await world.store.get_campaign(campaign.id)).settings == {}
+    long = await world.slash(world.gm, world.table, "dm settings", name="author_note", value="x" * 500)
+    assert len((await world.store.get_campaign(campaign.id)).settings["author_note"]) == 300 and long.ephemeral
+
+
 # --- 8. two channels at once ---
 @pytest.mark.config(runner={"batch_wait_ms": 2000})
 async def test_two_channels_play_at_the_same_time_each_with_its_own_story(world, model):
