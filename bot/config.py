@@ -176,8 +176,15 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class LlamaCppConfig:
+    """The llama.cpp backend (`make setup-llamacpp`)."""
+    n_threads: int = setting(0, _int(0, 1024))  # 0: half the logical CPUs
+    n_gpu_layers: int = setting(0, _int(-1, 100000))  # 0: CPU only; -1: every layer on the GPU
+
+
+@dataclass(frozen=True)
 class LLMConfig:
-    backend: str = setting("transformers", _str(choices=("transformers", "openai", "auto-gptq")))
+    backend: str = setting("transformers", _str(choices=("transformers", "openai", "auto-gptq", "llama.cpp")))
     model: str = setting("bundled:smollm2", _str(nonempty=True))
     device: str = setting("auto", _str(pattern=r"auto|cpu|cuda(:\d+)?|mps",
                                        what='"auto", "cpu", "cuda", "cuda:N" or "mps"'))
@@ -189,6 +196,7 @@ class LLMConfig:
     api_key_env: str = setting("OPENAI_API_KEY", _env_name())
     generation: GenerationSettings = table(GenerationSettings)
     server: ServerConfig = table(ServerConfig)
+    llamacpp: LlamaCppConfig = table(LlamaCppConfig)
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None

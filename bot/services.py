@@ -22,6 +22,7 @@ from engine.runner import Runner
 from engine.store import Store
 from engine.summarize import PipelineSummarizer
 from engine.textgen.base import TextBackend
+from engine.textgen.llamacpp_backend import LlamaCppBackend, gguf_path, import_llama_cpp
 from engine.textgen.openai_backend import OpenAIBackend, ServerSettings
 from engine.textgen.transformers_backend import TransformersBackend, pick_device
 from engine.translate import Translation
@@ -71,6 +72,17 @@ def text_loader(config: Config, progress: Progress) -> Callable[[], TextBackend]
             base_url=llm.base_url, model=llm.model, api_key=llm.api_key(), api=server.api,
             connect_timeout_s=server.connect_timeout_s, read_timeout_s=server.read_timeout_s,
             retries=server.retries, max_concurrency=server.max_concurrency, sampling_extras=server.sampling_extras))
+    if llm.backend == "llama.cpp":
+        import_llama_cpp()  # one clear line now ("needs `make setup-llamacpp`"), before any model loads
+        gguf_path(llm.model)
+        return lambda: LlamaCppBackend.load(
+            llm.model, n_threads=llm.llamacpp.n_threads, n_gpu_layers=llm.llamacpp.n_gpu_layers,
+            context_tokens=llm.context_tokens, progress=progress)
+    if llm.backend == "auto-gptq":
+        from engine.textgen.gptq_backend import load_gptq, require_auto_gptq
+
+        require_auto_gptq()  # one clear line now ("needs `make setup-gptq`"), before any model loads
+        return lambda: load_gptq(llm.model, device=llm.device, dtype=llm.dtype, progress=progress)
     if llm.backend != "transformers":
         raise Unavailable(f"llm.backend = {llm.backend!r} is not available in this version; use \"transformers\"")
     return lambda: TransformersBackend.load(
@@ -98,7 +110,7 @@ def translation_provider(config: Config, http: aiohttp.ClientSession, backend: T
     if tr.provider == "libretranslate":
         return LibreTranslateProvider(http, tr.url, tr.timeout_s, tr.api_key())
     if tr.provider == "llm":
-        return LLMProvider(backend.render, backend.count_tokens)
+        return LLMProvider(backend.render, backend.count_tokens, config.llm.context_tokens)
     return None
 
 

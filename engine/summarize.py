@@ -70,7 +70,8 @@ class Seq2SeqSummarizer:
     def __call__(self, text: str, max_new_tokens: int, truncation: bool = True) -> list[dict[str, str]]:
         import torch
 
-        enc = self.tokenizer([text], return_tensors="pt", truncation=truncation, max_length=self.max_input)
+        enc = self.tokenizer([text], return_tensors="pt", truncation=truncation, max_length=self.max_input,
+                             return_token_type_ids=False)  # transformers 4 adds them; BART's generate refuses them
         with torch.inference_mode():
             out = self.model.generate(**enc.to(self.model.device), max_new_tokens=max_new_tokens)
         return [{"summary_text": self.tokenizer.decode(out[0], skip_special_tokens=True)}]

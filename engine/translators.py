@@ -162,8 +162,9 @@ class LLMProvider:
     name, streams = "llm", False  # the model is busy narrating while the narration streams
     turns_only = True  # it generates through a job's context
 
-    def __init__(self, render: Callable[[Prompt], str], count_tokens: Callable[[str], int]) -> None:
-        self.render, self.count_tokens = render, count_tokens
+    def __init__(self, render: Callable[[Prompt], str], count_tokens: Callable[[str], int],
+                 context_tokens: int = 2048) -> None:
+        self.render, self.count_tokens, self.context_tokens = render, count_tokens, context_tokens
 
     async def translate(self, text: str, source: str, target: str, generate: Generate | None = None) -> str:
         if generate is None:
@@ -171,10 +172,27 @@ class LLMProvider:
         rule = (f"Translate from the language with code '{source}' into the language with code '{target}'. "
                 f"Answer with the translation only. Copy every marker like {OPEN}0{CLOSE} unchanged, in place.")
         prompt = self.render(Prompt(rule, text, f"{rule}\n\n{source}: {text}\n{target}:"))
-        budget = min(1024, 2 * self.count_tokens(text) + 16)
-        settings = GenerationSettings(max_new_tokens=budget, do_sample=False, num_beams=1,
+        wanted = min(1024, 2 * self.count_tokens(text) + 16)
+        if self.count_tokens(prompt) + wanted > self.context_tokens:  # too long for one prompt: in halves
+            first, second = halves(text)
+            if first and second:
+                return " ".join([await self.translate(first, source, target, generate),
+                                 await self.translate(second, source, target, generate)])
+            raise Unavailable("this text is too long for the model to translate")
+        settings = GenerationSettings(max_new_tokens=wanted, do_sample=False, num_beams=1,
                                       repetition_penalty=1.0, no_repeat_ngram_size=0, min_new_tokens=0)
         translated = (await generate(prompt, settings, stream=False)).strip()
         if not translated:
             raise Unavailable("the model gave no translation")
         return translated
+
+
+def halves(text: str) -> tuple[str, str]:
+    """Two parts of about half the text each, cut at a paragraph, sentence or word end near the middle."""
+    middle = len(text) // 2
+    for mark in ("\n\n", "\n", ". ", "! ", "? ", " "):
+        cuts = [i + len(mark) for i in (text.rfind(mark, 0, middle), text.find(mark, middle)) if i > 0]
+        if cuts:
+            cut = min(cuts, key=lambda i: abs(i - middle))
+            return text[:cut].strip(), text[cut:].strip()
+    return text[:middle], text[middle:]

@@ -606,3 +606,20 @@ async def test_no_provider_or_same_language_means_no_translation(server, yandex)
     assert await bounded(english.to_players("Hello, *Bram*!", "En", {"Bram": "Брам"})) == "Hello, *Bram*!"
     assert await bounded(english.to_model("   ", "ru", {})) == "   "
     assert server.texts == []
+
+
+async def test_the_model_translates_a_text_too_long_for_one_prompt_in_pieces_that_fit(text_backend):
+    """A long action in a Russian campaign asked for 2,124-4,213 tokens at once (the fuzz drill): the
+    guard refused it and three such texts paused translation for every campaign."""
+    backend = text_backend
+    sent: list[int] = []
+
+    async def generate(prompt, settings, stream=False):
+        sent.append(backend.count_tokens(prompt) + settings.max_new_tokens)
+        return f"piece{len(sent)}"
+
+    provider = LLMProvider(backend.render, backend.count_tokens, context_tokens=512)
+    text = "\n\n".join(f"Абзац {i}: " + "Дверь открывается, и ветер воет над болотом. " * 12 for i in range(6))
+    translated = await provider.translate(text, "ru", "en", generate)
+    assert len(sent) >= 4 and all(need <= 512 for need in sent), sent
+    assert translated == " ".join(f"piece{i}" for i in range(1, len(sent) + 1))  # in order, nothing dropped

@@ -89,3 +89,113 @@ def tiny_bart(folder: str | Path) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# ----- a tiny GPTQ checkpoint, written without any quantizer -----
+
+GPTQ_BITS, GPTQ_GROUP = 4, 32
+GPTQ_LAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def gptq_pack(weight) -> tuple[dict, "object"]:
+    """Round-to-nearest symmetric 4-bit GPTQ packing of one Linear weight (out x in).
+
+    Returns the four tensors a GPTQ checkpoint holds for it (auto-gptq's "gptq" v1 format: qweight
+    packs 8 values along the input dimension, qzeros 8 along the output one and stores zero - 1)
+    and the float weight they decode to, which is what every GPTQ loader must compute with.
+    """
+    import torch
+
+    out_f, in_f = weight.shape
+    groups = in_f // GPTQ_GROUP
+    w = weight.detach().float().reshape(out_f, groups, GPTQ_GROUP)
+    maxq = 2**GPTQ_BITS - 1
+    zero = (maxq + 1) // 2  # 8: symmetric
+    scales = (w.abs().amax(dim=2) / (maxq - zero)).clamp(min=1e-4).half()  # (out, groups), stored as fp16
+    q = torch.clamp(torch.round(w / scales.float()[:, :, None]) + zero, 0, maxq).to(torch.int64)
+    dequant = (scales.float()[:, :, None] * (q - zero)).reshape(out_f, in_f)
+
+    q = q.reshape(out_f, in_f).t().contiguous()  # (in, out)
+    per_int = 32 // GPTQ_BITS
+    qweight = torch.zeros(in_f // per_int, out_f, dtype=torch.int64)
+    for k in range(per_int):
+        qweight |= q[k::per_int, :] << (GPTQ_BITS * k)
+    zeros = torch.full((groups, out_f), zero - 1, dtype=torch.int64) & maxq
+    qzeros = torch.zeros(groups, out_f // per_int, dtype=torch.int64)
+    for k in range(per_int):
+        qzeros |= zeros[:, k::per_int] << (GPTQ_BITS * k)
+
+    def int32(t):  # the bit pattern of an unsigned 32-bit word, as int32
+        return torch.where(t >= 2**31, t - 2**32, t).to(torch.int32)
+
+    tensors = {
+        "qweight": int32(qweight), "qzeros": int32(qzeros), "scales": scales.t().contiguous(),
+        "g_idx": torch.arange(in_f, dtype=torch.int32) // GPTQ_GROUP,
+    }
+    return tensors, dequant
+
+
+def tiny_gptq_llama(folder: str | Path) -> tuple[Path, Path]:
+    """A 2-layer Llama (random weights) as a 4-bit GPTQ checkpoint, plus the same model in float.
+
+    `folder/gptq` holds what a GPTQ model on the hub holds (config.json with its quantization_config,
+    quantize_config.json, model.safetensors with qweight/qzeros/scales/g_idx, the tokenizer);
+    `folder/float` is a plain Llama whose Linear weights are exactly the ones the GPTQ tensors
+    decode to, so both must give the same logits.
+    """
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    gptq_dir, float_dir = folder / "gptq", folder / "float"
+    tokenizer = word_tokenizer(["<eos>"], eos_token="<eos>")
+    eos = tokenizer.convert_tokens_to_ids("<eos>")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # weights big enough that 4-bit rounding matters and logits are not flat
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+
+    state = {name: t.detach().clone().contiguous() for name, t in model.state_dict().items()}
+    packed = {}
+    for name in list(state):
+        module = name.removesuffix(".weight")
+        if name.endswith(".weight") and module.endswith(GPTQ_LAYERS):
+            tensors, dequant = gptq_pack(state[name])
+            with torch.no_grad():
+                model.get_submodule(module).weight.copy_(dequant)
+            packed.update({f"{module}.{k}": v for k, v in tensors.items()})
+        else:
+            packed[name] = state[name].half() if state[name].is_floating_point() else state[name]
+    # The float model must hold exactly what the fp16 checkpoint holds (embeddings, norms, head too).
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name in packed:
+                t.copy_(packed[name].float())
+    model.generation_config.pad_token_id = eos
+    model.save_pretrained(float_dir)
+    tokenizer.save_pretrained(float_dir)
+
+    quantize = {"bits": GPTQ_BITS, "group_size": GPTQ_GROUP, "damp_percent": 0.01, "desc_act": False,
+                "static_groups": False, "sym": True, "true_sequential": True, "model_name_or_path": None,
+                "model_file_base_name": "model"}
+    gptq_dir.mkdir(parents=True, exist_ok=True)
+    config.torch_dtype = "float16"
+    config.quantization_config = {"quant_method": "gptq", "checkpoint_format": "gptq", **{k: quantize[k] for k in (
+        "bits", "group_size", "desc_act", "sym", "damp_percent", "true_sequential", "static_groups")}}
+    config.save_pretrained(gptq_dir)
+    model.generation_config.save_pretrained(gptq_dir)
+    (gptq_dir / "quantize_config.json").write_text(json.dumps(quantize, indent=2))
+    save_file(packed, str(gptq_dir / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(gptq_dir)
+    return gptq_dir, float_dir

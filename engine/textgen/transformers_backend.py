@@ -164,7 +164,10 @@ class TransformersBackend:
                 flags = torch.tensor([bool(should_stop(i)) for i in rows], device=input_ids.device)
                 return flags.repeat_interleave(input_ids.shape[0] // len(rows))  # beams share a row
 
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.is_chat)
+        # No token_type_ids: transformers 4 tokenizers (the auto-gptq profile) add them, and generate()
+        # of most decoder models refuses them; transformers 5 never sends them.
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.is_chat,
+                             return_token_type_ids=False)
         enc = enc.to(self.model.device)
         kwargs = dict(
             max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
