@@ -24,6 +24,7 @@ from engine.translate import Translation
 
 log = logging.getLogger(__name__)
 NOT_SAVED = "This was not saved; the actions wait for the next `/dm continue`."
+PREMISE_MAX_CHARS = 1000
 CAMPAIGN_TEXTS = ("premise", "style", "author_note")  # texts, not numbers: kept in the model's language
 SETTING_NAMES = ["language", *CAMPAIGN_TEXTS, *GenerationSettings.names(), "summarize_every", "picture_spoiler",
                  "picture_seed"]
@@ -32,7 +33,7 @@ LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
 
 def language_code(value: str, translation: Translation) -> str:
     if not LANGUAGE.fullmatch(value.strip()):
-        raise BadInput(f"{value!r} is not a language code such as en or ru")
+        raise BadInput(f"{shorten(repr(value), 40)} is not a language code such as en or ru")
     translation.check_language(value.strip().lower())
     return value.strip().lower()
 
@@ -49,7 +50,7 @@ def parse_setting(name: str, value: str) -> object:
             return kind(text)
         except ValueError:
             pass
-    raise BadInput(f"{name} must be a number or true/false, not {value!r}")
+    raise BadInput(f"{name} must be a number or true/false, not {shorten(repr(value), 40)}")
 
 
 class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The Dungeon Master"):
@@ -67,6 +68,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def start(self, interaction: discord.Interaction, premise: str = "", language: str = "en") -> None:
         # Refusals come before the public defer, so they go only to who asked (see `end`).
         language = language_code(language, self.services.translation)
+        if len(premise.strip()) > PREMISE_MAX_CHARS:  # it stands in every prompt: a paragraph, not a chapter
+            raise BadInput(f"a premise is at most {PREMISE_MAX_CHARS} characters (this one has {len(premise.strip())})")
         running = await self.services.store.campaign_for_channel(interaction.channel_id or 0)
         if running is not None:
             raise BadInput(f"this channel already has a campaign running: {running.name}")
@@ -74,7 +77,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         channel = interaction.channel
         name = getattr(channel, "name", None) or f"channel-{interaction.channel_id}"
         _, note = await self.services.narrator.start_campaign(interaction.channel_id or 0, name, premise, language)
-        about = f" {premise.strip()}" if premise.strip() else ""  # as the admin wrote it
+        about = f" {discord.utils.escape_mentions(premise.strip())}" if premise.strip() else ""  # as the admin wrote it
         await interaction.followup.send(
             f"🎲 A new campaign begins in this channel.{about}\nWrite what your characters do as ordinary "
             f"messages, then use `/dm continue` and the DM narrates.{self.language_note(language)}"

@@ -10,6 +10,7 @@ from engine.errors import BadInput, Busy, Cancelled, EngineError, PicturesUnavai
 
 log = logging.getLogger(__name__)
 NO_PINGS = discord.AllowedMentions.none()
+MESSAGE_MAX = 1000  # an error message is a line or two; Discord refuses any message past 2,000 characters
 SORRY = "Something went wrong on my side; the server owner can find the details in the bot's log."
 
 
@@ -18,6 +19,12 @@ class NotAllowed(app_commands.CheckFailure):
 
 
 def friendly(error: BaseException) -> str:
+    """The message a user reads, short whatever the error echoes (a 2,000-character value, say)."""
+    text = _friendly(error)
+    return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
+
+
+def _friendly(error: BaseException) -> str:
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     if isinstance(error, NotAllowed):
@@ -39,6 +46,7 @@ def friendly(error: BaseException) -> str:
 
 async def tell(interaction: discord.Interaction, text: str, *, ephemeral: bool = True) -> None:
     """Answer an interaction whether or not it was deferred or answered already."""
+    text = text if len(text) <= 2000 else text[:1999] + "…"
     try:
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=ephemeral, allowed_mentions=NO_PINGS)

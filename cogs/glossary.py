@@ -5,7 +5,7 @@ import discord
 from discord import app_commands
 
 from bot.services import Services
-from cogs.common import campaign_here
+from cogs.common import campaign_here, shorten
 from cogs.errors import NO_PINGS
 from engine.errors import BadInput
 
@@ -41,7 +41,7 @@ class GlossaryCommands(app_commands.Group):
         await interaction.response.defer(ephemeral=True)
         campaign = await campaign_here(self.services, interaction)
         if not await self.services.store.remove_term(campaign.id, " ".join(source.split())):
-            raise BadInput(f"the glossary has no entry {source!r}")
+            raise BadInput(f"the glossary has no entry {shorten(repr(source), MAX_TERM)}")
         await interaction.followup.send(f"🗑️ **{shown(source)}** left the glossary.", ephemeral=True,
                                         allowed_mentions=NO_PINGS)
 

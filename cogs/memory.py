@@ -18,8 +18,8 @@ ICONS = {"fact": "📌", "summary": "🧠", "exact": "📝"}
 def memory_line(memory: Memory) -> str:
     icon = "📌" if memory.pinned else ICONS.get(memory.kind, "•")
     turns = f" (turns {memory.turn_from}-{memory.turn_to})" if memory.kind == "summary" else ""
-    text = shorten(memory.shown, 150)
-    return f"{icon} `#{memory.id}`{turns} {discord.utils.escape_markdown(text)}"
+    # escaped before it is shortened: escaping doubles markdown-heavy text (`*_~|`)
+    return f"{icon} `#{memory.id}`{turns} {shorten(discord.utils.escape_markdown(memory.shown), 150)}"
 
 
 def memory_page(memories: list[Memory], page: int) -> str:
@@ -27,7 +27,7 @@ def memory_page(memories: list[Memory], page: int) -> str:
     page = min(max(page, 0), pages - 1)
     lines = [memory_line(m) for m in memories[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
     head = f"**What the DM remembers** ({len(memories)}; page {page + 1}/{pages})"
-    return "\n".join([head, *lines]) if lines else "The DM remembers nothing yet."
+    return shorten("\n".join([head, *lines]), 2000) if lines else "The DM remembers nothing yet."
 
 
 def last_memory_text(turn_number: int, remembered: PromptMemory) -> str:

@@ -8,6 +8,7 @@ from typing import Awaitable, Callable
 
 import discord
 
+from cogs.common import shorten
 from cogs.errors import NO_PINGS
 from engine.narration import defuse_mentions
 
@@ -107,7 +108,11 @@ class NarrationStream:
     async def finish(self, text: str, note: str = "") -> None:
         parts = split_message(defuse_mentions(text), self.chunk)
         if note:
-            parts[-1] += f"\n-# {note}"
+            note_line = f"\n-# {shorten(note, LIMIT // 2)}"
+            if len(parts[-1]) + len(note_line) <= LIMIT:
+                parts[-1] += note_line
+            else:  # a last part near the limit: the note goes on in a message of its own
+                parts.append(note_line.lstrip("\n"))
         for index, part in enumerate(parts):
             await self._put(index, part)
         for index in range(len(parts), len(self._shown)):  # the final text came out shorter

@@ -60,3 +60,27 @@ async def test_a_final_text_shorter_than_the_stream_blanks_the_extra_message():
     await stream.update("a " * 1500)
     await stream.finish("a short ending")
     assert shown[0] == "a short ending" and shown[1] == "-# …"
+
+
+async def test_a_note_never_pushes_a_message_past_the_limit():
+    shown: dict[int, str] = {}
+
+    async def show(index: int, content: str) -> None:
+        shown[index] = content
+
+    stream = NarrationStream(show, interval=0)
+    text = ("The rain falls on the marsh. " * 68).strip()  # one part of ~1,900 characters
+    await stream.finish(text, note="2 newer action(s) did not fit in this turn; they wait for the next one")
+    assert all(len(c) <= 2000 for c in shown.values()), [len(c) for c in shown.values()]
+    assert shown[0] == text and shown[1].startswith("-# 2 newer action(s)")
+    await stream.finish("Short.", note="x" * 3000)  # a note of any length
+    assert all(len(c) <= 2000 for c in shown.values())
+
+
+def test_a_page_of_markdown_heavy_memories_stays_within_one_message():
+    from cogs.memory import memory_page
+    from engine.records import Memory
+
+    facts = [Memory(i, 1, "fact", "*_~|" * 300, None, "", None, None, True, 0.0, None) for i in range(10)]
+    page = memory_page(facts, 0)
+    assert len(page) <= 2000 and page.count("📌") == 10  # every fact on the page, each shortened
