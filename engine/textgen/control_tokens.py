@@ -7,7 +7,7 @@ comes from players, the DM's own past narration or the campaign's settings, neve
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from engine.textgen.base import Prompt
 
@@ -40,3 +40,17 @@ def neutralise(text: str, markers: Iterable[str]) -> str:
 def neutralise_prompt(prompt: Prompt, markers: Iterable[str]) -> Prompt:
     markers = tuple(markers)
     return Prompt(*(neutralise(field, markers) for field in (prompt.system, prompt.user, prompt.continuation)))
+
+
+def render_prompt(prompt: Prompt, markers: Iterable[str], is_chat: bool,
+                  template: Callable[[list[dict]], str]) -> str:
+    """The prompt through a chat template (or, for plain models, its continuation), control tokens
+    taken out of its fields first. Some templates (Gemma) refuse a system role: it is folded into
+    the user turn."""
+    prompt = neutralise_prompt(prompt, markers)
+    if not is_chat:
+        return prompt.continuation
+    try:
+        return template([{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}])
+    except Exception:
+        return template([{"role": "user", "content": f"{prompt.system}\n\n{prompt.user}"}])

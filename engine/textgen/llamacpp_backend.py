@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
 from engine.textgen.base import GenRequest, Prompt, StopCheck, TokenSink
-from engine.textgen.control_tokens import ROLE_MARKERS, neutralise_prompt
+from engine.textgen.control_tokens import ROLE_MARKERS, render_prompt
 from engine.textgen.models import resolve_text_model
 
 log = logging.getLogger(__name__)
@@ -147,16 +147,9 @@ class LlamaCppBackend:
         return cls(model, counter, path.stem, llama_cpp)
 
     # --- the prompt ---
-    def render(self, prompt: Prompt) -> str:
-        prompt = neutralise_prompt(prompt, self.control_markers)  # players cannot write control tokens
-        if not self.is_chat:
-            return prompt.continuation
-        messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
-        try:
-            return self._formatter(messages=messages).prompt
-        except Exception:  # some templates (Gemma) refuse a system role: fold it into the user turn
-            merged = [{"role": "user", "content": f"{prompt.system}\n\n{prompt.user}"}]
-            return self._formatter(messages=merged).prompt
+    def render(self, prompt: Prompt) -> str:  # players cannot write control tokens
+        return render_prompt(prompt, self.control_markers, self.is_chat,
+                             lambda messages: self._formatter(messages=messages).prompt)
 
     def tokens(self, text: str, model=None) -> list[int]:
         """Exactly the tokens sent for a rendered prompt (the template's control tokens parsed as such)."""

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
 from engine.textgen.base import GenRequest, Prompt, StopCheck, TokenSink
-from engine.textgen.control_tokens import control_markers, neutralise_prompt
+from engine.textgen.control_tokens import control_markers, render_prompt
 from engine.textgen.models import ModelSource, convert_gguf, resolve_text_model
 
 log = logging.getLogger(__name__)
@@ -127,16 +127,9 @@ class TransformersBackend:
         model.to(device).eval()
         return cls(model, tokenizer, counter, name or ModelSource(str(folder)).name)
 
-    def render(self, prompt: Prompt) -> str:
-        prompt = neutralise_prompt(prompt, self.control_markers)  # players cannot write control tokens
-        if not self.is_chat:
-            return prompt.continuation
-        messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
-        try:
-            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        except Exception:  # some templates (Gemma) refuse a system role: fold it into the user turn
-            merged = [{"role": "user", "content": f"{prompt.system}\n\n{prompt.user}"}]
-            return self.tokenizer.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
+    def render(self, prompt: Prompt) -> str:  # players cannot write control tokens
+        return render_prompt(prompt, self.control_markers, self.is_chat, lambda messages: (
+            self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)))
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter(text, add_special_tokens=False)["input_ids"])
