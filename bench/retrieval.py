@@ -8,10 +8,17 @@ Figures per size:
   pinned facts), each measured right after the previous turn committed its own entries, so it
   includes keeping the in-memory index in step (in place: no rebuild);
 - `commit`: committing a turn with its three embedded entries (SQLite + FTS5 triggers + the index);
-- `index_build`: reading a campaign's vectors into memory once, after a restart.
+- `index_build`: reading a campaign's vectors into memory once, after a restart;
+- `vector` and `sqlite_vec`: the vector part alone on the same vectors (what the store holds for the
+  campaign, as the engine's index reads them), for the same three query vectors of each turn: the
+  engine's in-memory index (one product for the three queries, then its top 4k+8 as `search` takes)
+  against three exact top-k KNN queries of sqlite-vec's `vec0` table (k = 4k+8, cosine, an in-memory
+  database: its fastest case; `sqlite_vec_build_ms` is filling it). It needs `pysqlite3-binary` and
+  `sqlite-vec` (requirements-bench.txt): the stdlib sqlite3 here cannot load extensions; without them
+  `sqlite_vec_error` says why and the rest is measured all the same.
 Vectors are real MiniLM embeddings of varied sentences, repeated with small noise to reach the size;
 one entry in 500 names a ship no other entry names, and half of the questions ask about one.
-Usage: python bench/retrieval.py [--sizes 10000 100000] [--queries 200] [--turns 60]
+Usage: python bench/retrieval.py [--sizes 10000 100000] [--queries 200] [--turns 60] [--no-sqlite-vec]
 """
 from __future__ import annotations
 
@@ -25,9 +32,11 @@ from common import emit, log, percentile
 
 from engine.embeddings import Embedder
 from engine.memory import MemoryBank
+from engine.memory_store import PINNED_KEY
 from engine.recall import Query
 from engine.records import Action, NewMemory
 from engine.store import Store
+from engine.vector_index import VectorIndex
 from engine.worker import ModelWorker
 
 SUBJECTS = ["Bram", "Ilsa", "the innkeeper Marla", "the smith Tolda", "a hooded stranger", "the guard captain"]
@@ -36,6 +45,67 @@ OBJECTS = ["30 gold coins", "the cellar key", "a silver dagger", "the map of Var
            "the sword Dawnbreaker", "a vial of nightshade", "the password blue heron"]
 RARE_EVERY = 500
 TOP_K = 5
+WANTED = TOP_K * 4 + 8  # how many the engine's search takes by meaning before fusing (engine/memory.py)
+EMBEDDER_ID = "all-MiniLM-L6-v2"
+
+
+def open_sqlite_vec():
+    """(an in-memory connection with sqlite-vec loaded, its version) or (None, why not)."""
+    try:
+        import pysqlite3.dbapi2 as sqlite
+        import sqlite_vec
+    except ImportError as exc:
+        return None, f"not installed ({exc}); pip install -r requirements-bench.txt"
+    try:
+        conn = sqlite.connect(":memory:")
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+        (version,) = conn.execute("SELECT vec_version()").fetchone()
+        return conn, f"sqlite-vec {version} on SQLite {sqlite.sqlite_version}"
+    except Exception as exc:  # noqa: BLE001 - any reason it cannot load goes into the figures
+        return None, f"cannot load the extension: {type(exc).__name__}: {exc}"
+
+
+def compare_sqlite_vec(conn, size: int, ids: list[int], matrix: np.ndarray, keys: list[int],
+                       vectors: list[np.ndarray], weights: np.ndarray) -> dict:
+    """The engine's index against sqlite-vec's vec0 on the same vectors and query vectors."""
+    index = VectorIndex(ids, matrix, keys)
+    engine = []
+    for vector in vectors:
+        start = time.perf_counter()
+        found, best = index.best_scores(vector * weights, PINNED_KEY)
+        top = found[np.argpartition(-best, WANTED - 1)[:WANTED]]
+        engine.append((time.perf_counter() - start) * 1000)
+        assert len(top) == WANTED
+    figures = {f"vector_p50_ms_{size}": round(percentile(engine, 50), 2),
+               f"vector_p99_ms_{size}": round(percentile(engine, 99), 2)}
+    if conn is None:
+        return figures
+    table = f"vec_{size}"
+    start = time.perf_counter()
+    conn.execute(f"CREATE VIRTUAL TABLE {table} USING vec0(embedding float[{matrix.shape[1]}] distance_metric=cosine)")
+    with conn:
+        conn.executemany(f"INSERT INTO {table}(rowid, embedding) VALUES (?, ?)",
+                         ((int(i), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, matrix)))
+    figures[f"sqlite_vec_build_ms_{size}"] = round((time.perf_counter() - start) * 1000, 1)
+    knn = f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ?"
+    timings, agree, checked = [], 0, 0
+    for vector in vectors:
+        blobs = [np.ascontiguousarray(q, dtype=np.float32).tobytes() for q in vector]
+        start = time.perf_counter()
+        results = [conn.execute(knn, (blob, WANTED)).fetchall() for blob in blobs]
+        timings.append((time.perf_counter() - start) * 1000)
+        assert all(len(r) == WANTED for r in results)
+        for q, rows in zip(vector, results):  # an exact search: its top k should be numpy's
+            exact = set(np.asarray(ids)[np.argsort(-(matrix @ q))[:TOP_K]].tolist())
+            agree += len(exact & {r[0] for r in rows[:TOP_K]})
+            checked += TOP_K
+    conn.execute(f"DROP TABLE {table}")
+    figures[f"sqlite_vec_p50_ms_{size}"] = round(percentile(timings, 50), 2)
+    figures[f"sqlite_vec_p99_ms_{size}"] = round(percentile(timings, 99), 2)
+    figures[f"sqlite_vec_top{TOP_K}_agree_{size}"] = round(agree / checked, 3)
+    return figures
 
 
 def ship(k: int) -> str:
@@ -68,13 +138,16 @@ def turn_queries(rng, size: int, k: int) -> list[Query]:
             Query("The rain keeps falling on the roofs of Varn while the guild counts its coins.", 0.7, True)]
 
 
-async def main(sizes: list[int], queries: int, turns: int) -> dict:
+async def main(sizes: list[int], queries: int, turns: int, sqlite_vec: bool = True) -> dict:
     rng = np.random.default_rng(7)
+    conn, said = open_sqlite_vec() if sqlite_vec else (None, "skipped (--no-sqlite-vec)")
     embedder = ModelWorker("embedder", lambda: Embedder.load("bundled:minilm"))
     await embedder.start()
     texts = sentences(2000, rng)
     base = await embedder.call(lambda e: e.encode(texts))
-    figures: dict = {"queries": queries, "turns": turns, "top_k": TOP_K}
+    figures: dict = {"queries": queries, "turns": turns, "top_k": TOP_K, "vector_k": WANTED}
+    figures["sqlite_vec" if conn is not None else "sqlite_vec_error"] = said
+    log.info("sqlite-vec: %s", said)
     with tempfile.TemporaryDirectory() as folder:
         store = await Store.open(f"{folder}/dm.sqlite3")
         bank = MemoryBank(store, embedder, "all-MiniLM-L6-v2")
@@ -95,6 +168,11 @@ async def main(sizes: list[int], queries: int, turns: int) -> dict:
                 assert len(found) == TOP_K
                 name = query[0].text.split("the ")[-1].rstrip("?")
                 found_ship += k % 2 == 1 and any(name in r.memory.text for r in found)
+            weights = np.array([[q.weight] for q in asked[0]], dtype=np.float32)
+            figures.update(compare_sqlite_vec(conn, size, *await store.memory_vectors(campaign.id, EMBEDDER_ID),
+                                              vectors, weights))
+            log.info("%d memories: vectors alone p50 %.2f ms; sqlite-vec p50 %s ms", size,
+                     figures[f"vector_p50_ms_{size}"], figures.get(f"sqlite_vec_p50_ms_{size}", "-"))
             commit, turn_recall = [], []
             for k in range(turns):  # a turn commits its entries, then the next turn recalls
                 said = [f"I ask about {rng.choice(OBJECTS)} at turn {k}.", f"The DM answers in turn {k}."]
@@ -115,6 +193,8 @@ async def main(sizes: list[int], queries: int, turns: int) -> dict:
                      figures[f"ship_found_{size}"])
         await store.close()
     await embedder.stop()
+    if conn is not None:
+        conn.close()
     figures["goal_search_p50_ms_100000"] = 10
     figures["goal_turn_recall_p50_ms_100000"] = 25
     return figures
@@ -125,5 +205,6 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--turns", type=int, default=60)
+    parser.add_argument("--no-sqlite-vec", action="store_true", help="leave out the sqlite-vec comparison")
     args = parser.parse_args()
-    emit(asyncio.run(main(args.sizes, args.queries, args.turns)))
+    emit(asyncio.run(main(args.sizes, args.queries, args.turns, not args.no_sqlite_vec)))
