@@ -12,7 +12,6 @@ from pathlib import Path
 
 from bot.config import Config, PicturesConfig, TranslationConfig
 from engine.embeddings import Embedder
-from engine.errors import Unavailable
 from engine.memory import MemoryBank
 from engine.narrator import Narrator, NarratorSettings
 from engine.painter import Painter
@@ -83,8 +82,6 @@ def text_loader(config: Config, progress: Progress) -> Callable[[], TextBackend]
 
         require_auto_gptq()  # one clear line now ("needs `make setup-gptq`"), before any model loads
         return lambda: load_gptq(llm.model, device=llm.device, dtype=llm.dtype, progress=progress)
-    if llm.backend != "transformers":
-        raise Unavailable(f"llm.backend = {llm.backend!r} is not available in this version; use \"transformers\"")
     return lambda: TransformersBackend.load(
         llm.model, device=llm.device, dtype=llm.dtype, cache_dir=llm.cache_dir, progress=progress
     )

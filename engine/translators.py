@@ -19,6 +19,7 @@ import aiohttp
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
 from engine.markup import CLOSE, OPEN
+from engine.memory import chunk_text
 from engine.textgen.base import Prompt
 
 log = logging.getLogger(__name__)
@@ -173,12 +174,11 @@ class LLMProvider:
                 f"Answer with the translation only. Copy every marker like {OPEN}0{CLOSE} unchanged, in place.")
         prompt = self.render(Prompt(rule, text, f"{rule}\n\n{source}: {text}\n{target}:"))
         wanted = min(1024, 2 * self.count_tokens(text) + 16)
-        if self.count_tokens(prompt) + wanted > self.context_tokens:  # too long for one prompt: in halves
-            first, second = halves(text)
-            if first and second:
-                return " ".join([await self.translate(first, source, target, generate),
-                                 await self.translate(second, source, target, generate)])
-            raise Unavailable("this text is too long for the model to translate")
+        if self.count_tokens(prompt) + wanted > self.context_tokens:  # too long for one prompt: in pieces
+            pieces = chunk_text(text, max(1, len(text) // 2 + 1))  # cut at sentence ends, words kept whole
+            if len(pieces) < 2:
+                raise Unavailable("this text is too long for the model to translate")
+            return " ".join([await self.translate(piece, source, target, generate) for piece in pieces])
         settings = GenerationSettings(max_new_tokens=wanted, do_sample=False, num_beams=1,
                                       repetition_penalty=1.0, no_repeat_ngram_size=0, min_new_tokens=0)
         translated = (await generate(prompt, settings, stream=False)).strip()
@@ -186,13 +186,3 @@ class LLMProvider:
             raise Unavailable("the model gave no translation")
         return translated
 
-
-def halves(text: str) -> tuple[str, str]:
-    """Two parts of about half the text each, cut at a paragraph, sentence or word end near the middle."""
-    middle = len(text) // 2
-    for mark in ("\n\n", "\n", ". ", "! ", "? ", " "):
-        cuts = [i + len(mark) for i in (text.rfind(mark, 0, middle), text.find(mark, middle)) if i > 0]
-        if cuts:
-            cut = min(cuts, key=lambda i: abs(i - middle))
-            return text[:cut].strip(), text[cut:].strip()
-    return text[:middle], text[middle:]
