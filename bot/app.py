@@ -36,13 +36,15 @@ class DungeonMasterBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         from cogs.dm import DungeonMaster
+        from cogs.rounds import RoundDesk
         from cogs.table import Table
 
         if self._load_services:
             self.services = await build_services(self.config, log.info, **self._models)
         self.tree.on_error = on_tree_error
-        await self.add_cog(DungeonMaster(self.services))  # type: ignore[arg-type]
-        await self.add_cog(Table(self.services))  # type: ignore[arg-type]
+        rounds = RoundDesk(self.services, self)  # type: ignore[arg-type]
+        await self.add_cog(DungeonMaster(self.services, rounds))  # type: ignore[arg-type]
+        await self.add_cog(Table(self.services, rounds))  # type: ignore[arg-type]
         await self.add_cog(Owner())
         guild_id = self.config.discord.dev_guild_id
         if guild_id and self._load_services:  # a development server gets new commands at once

@@ -1,7 +1,7 @@
 """The /dm command group: start and end a campaign, narrate, retry, undo, status and settings."""
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import dataclasses
 import logging
 import re
@@ -12,22 +12,24 @@ from discord.ext import commands
 
 from bot.services import Services
 from cogs.common import campaign_here, require_admin, shorten
-from cogs.errors import NO_PINGS, friendly
+from cogs.errors import NO_PINGS
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
 from cogs.pictures import PICTURES_OFF, PictureDesk
-from cogs.render import NarrationStream, StreamTarget
-from engine.errors import BadInput, EngineError
+from cogs.render import StreamTarget, narrate
+from cogs.rounds import RoundDesk
+from engine.errors import BadInput
 from engine.generation import GenerationSettings
-from engine.jobs import Job, JobHandle
+from engine.jobs import Job
+from engine.records import Campaign
+from engine.rounds import round_state
 from engine.translate import Translation
 
 log = logging.getLogger(__name__)
-NOT_SAVED = "This was not saved; the actions wait for the next `/dm continue`."
 PREMISE_MAX_CHARS = 1000
 CAMPAIGN_TEXTS = ("premise", "style", "author_note")  # texts, not numbers: kept in the model's language
 SETTING_NAMES = ["language", *CAMPAIGN_TEXTS, *GenerationSettings.names(), "summarize_every", "picture_spoiler",
-                 "picture_seed"]
+                 "picture_seed", "rounds", "round_timeout", "round_window"]
 LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
 
 
@@ -54,8 +56,8 @@ def parse_setting(name: str, value: str) -> object:
 
 
 class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The Dungeon Master"):
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, services: Services, rounds: RoundDesk) -> None:
+        self.services, self.rounds = services, rounds
         self.admin_role = services.config.discord.admin_role
         self.pictures = PictureDesk(services)
         super().__init__()
@@ -102,6 +104,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         await interaction.response.defer()
         self.services.runner.cancel_channel(campaign.channel_id)
         await self.services.store.end_campaign(campaign.id)
+        await self.rounds.keeper.check(campaign.id)  # its round note closes
         await interaction.followup.send(f"🏁 The campaign **{campaign.name}** has ended; its story is kept.",
                                         allowed_mentions=NO_PINGS)
 
@@ -112,7 +115,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         campaign = await campaign_here(self.services, interaction)  # before the defer: a private refusal
         await interaction.response.defer(thinking=True)
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={"text": text}))
-        await self.narrate(interaction, handle)
+        async with self.rounds.keeper.narrating(campaign.id):  # a waiting round is narrated now
+            await narrate(self.services, StreamTarget(interaction), handle)
 
     @app_commands.command(description="Take back your latest action that the DM has not narrated yet")
     @app_commands.describe(player="Admins: take back this player's latest pending action instead")
@@ -124,6 +128,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         action = await self.services.store.withdraw_action(campaign_id=campaign.id, author_id=whose.id)
         if action is None:
             raise BadInput("there is no pending action to take back" + (f" from {whose.display_name}" if player else ""))
+        await self.rounds.keeper.check(campaign.id)
         text = shorten(action.written, 300)
         await interaction.response.send_message(f"↩️ Taken back: {discord.utils.escape_markdown(text)}",
                                                 ephemeral=True, allowed_mentions=NO_PINGS)
@@ -132,8 +137,9 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def retry(self, interaction: discord.Interaction) -> None:
         campaign = await campaign_here(self.services, interaction)
         await interaction.response.defer(thinking=True)
-        await self.narrate(interaction, self.services.runner.submit(Job(campaign.id, campaign.channel_id, "retry")),
-                           note="🔁 retold")
+        handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "retry"))
+        async with self.rounds.keeper.narrating(campaign.id):
+            await narrate(self.services, StreamTarget(interaction), handle, note="🔁 retold")
 
     @app_commands.command(description="Take back the last turn; its actions become pending again")
     async def undo(self, interaction: discord.Interaction) -> None:
@@ -142,32 +148,43 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         turn = await self.services.runner.submit(Job(campaign.id, campaign.channel_id, "undo")).result()
         text = f"↩️ Turn {turn.number} was undone; its actions are pending again." if turn else "Nothing to undo yet."
         await interaction.followup.send(text, allowed_mentions=NO_PINGS)
+        await self.rounds.keeper.check(campaign.id)  # the undone turn's actions make a round again
 
-    async def narrate(self, interaction: discord.Interaction, handle: JobHandle, note: str = "") -> None:
-        target = StreamTarget(interaction)
-        stream = NarrationStream(target.show)
-        while not handle.started and not handle.done:  # let the players see the queue move
-            position = handle.position()
-            await target.show(0, f"⏳ Waiting for the DM: {position} ahead of this one.")
-            await handle.moved(position)
-        campaign = await self.services.store.get_campaign(handle.job.campaign_id)
-        live = campaign and self.services.translation.live(
-            campaign.language, await self.services.store.glossary(campaign.id))
-        shown = ""
-        try:
-            async for text in handle.updates():
-                shown = await live.update(text) if live else text
-                await stream.update(shown)
-            result = await handle.result()
-        except Exception as exc:  # the reply must never stay "writing"; unexpected errors still reach the log
-            told = shown.strip()
-            with contextlib.suppress(discord.HTTPException):
-                await stream.finish(told or friendly(exc), note=f"{friendly(exc)} {NOT_SAVED}" if told else "")
-            if not isinstance(exc, EngineError):
-                raise
-            return
-        notes = [*result.notes, f"{note} · turn {result.turn.number}" if note else ""]
-        await stream.finish(result.turn.posted, note="\n-# ".join(n for n in notes if n))
+    # --- rounds ---
+    @app_commands.command(description="Play in this campaign's rounds: the DM waits for your action")
+    async def join(self, interaction: discord.Interaction) -> None:
+        await self._seat(interaction, joined=True)
+
+    @app_commands.command(description="Step away: the rounds stop waiting for your action")
+    async def leave(self, interaction: discord.Interaction) -> None:
+        await self._seat(interaction, joined=False)
+
+    async def _seat(self, interaction: discord.Interaction, *, joined: bool) -> None:
+        campaign = await campaign_here(self.services, interaction)
+        user = interaction.user
+        await self.services.store.set_player(campaign.id, user.id, user.display_name, joined=joined)
+        rounds = self.services.narrator.campaign_settings(campaign).rounds
+        text = ("🎲 You are in: each round waits for your action." if joined else
+                "👋 You stepped away: rounds no longer wait for you (`/dm join` to come back).")
+        if not rounds.enabled:
+            text += "\n-# Rounds are off in this campaign: the DM narrates on `/dm continue` (an admin can set `rounds` on)."
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await self.rounds.keeper.check(campaign.id)
+
+    async def round_line(self, campaign: Campaign) -> str:
+        rules = self.services.narrator.campaign_settings(campaign).rounds
+        if not rules.enabled:
+            return "🎲 Rounds: off (the DM narrates on `/dm continue`)"
+        state = dataclasses.replace(await round_state(self.services.store, campaign, rules.window),
+                                    deadline=self.rounds.keeper.deadline(campaign.id))
+        return f"🎲 {state.line(asyncio.get_running_loop().time())}"
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        await self.rounds.resume()
+
+    async def cog_unload(self) -> None:
+        await self.rounds.keeper.close()
 
     # --- pictures ---
     @app_commands.command(description="Paint the current scene")
@@ -206,7 +223,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
             lines += [f"🎲 Campaign: {campaign.name} (language {campaign.language})",
                       f"📜 Turns: {await store.turn_count(campaign.id)}",
                       f"📌 Memories: {await store.memory_count(campaign.id)}",
-                      f"✍️ Pending actions: {len(await store.pending_actions(campaign.id))}"]
+                      f"✍️ Pending actions: {len(await store.pending_actions(campaign.id))}",
+                      await self.round_line(campaign)]
         await interaction.followup.send("\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
 
     @app_commands.command(description="Show or change this campaign's generation settings")
@@ -238,8 +256,11 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                 overrides[name] = parse_setting(name, value)
             narrator.campaign_settings(dataclasses.replace(campaign, settings=overrides))  # refuses bad values
             campaign = await store.update_campaign(campaign.id, settings=overrides)
+            await self.rounds.keeper.check(campaign.id)  # rounds on, off, or a new timeout
         effective = narrator.campaign_settings(campaign)
-        values = {**effective.generation.to_dict(), "summarize_every": effective.summarize_every}
+        rounds = effective.rounds
+        values = {**effective.generation.to_dict(), "summarize_every": effective.summarize_every,
+                  "rounds": rounds.enabled, "round_timeout": rounds.timeout_s, "round_window": rounds.window}
         texts = {"premise": campaign.premise, "style": campaign.style, "author_note": effective.author_note}
         lines = [f"`language` = {campaign.language}",
                  *(f"`{k}` = {shorten(discord.utils.escape_markdown(v), 200) if v else '(none)'}" for k, v in texts.items()),

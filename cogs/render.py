@@ -2,20 +2,25 @@
 a visible "still writing" mark, and no mention in generated text ever pings anyone."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Awaitable, Callable
 
 import discord
 
+from bot.services import Services
 from cogs.common import shorten
-from cogs.errors import NO_PINGS
+from cogs.errors import NO_PINGS, friendly
+from engine.errors import EngineError
+from engine.jobs import JobHandle
 from engine.narration import defuse_mentions
 
 log = logging.getLogger(__name__)
 LIMIT = 2000
 WRITING = "\n-# ✍️ the DM is writing…"
 TOKEN_LIFETIME_S = 14.5 * 60  # interaction tokens last 15 minutes; keep a margin
+NOT_SAVED = "This was not saved; the actions wait for the next `/dm continue`."
 
 
 def split_point(text: str, limit: int) -> int:
@@ -43,16 +48,18 @@ class StreamTarget:
     """Where a reply goes: the interaction's own reply first, ordinary channel messages after.
 
     Past the interaction token's lifetime the reply can no longer be edited, so the text moves
-    to a channel message: a turn that waited a long time still arrives.
+    to a channel message: a turn that waited a long time still arrives. Without an interaction (a
+    round the DM narrates by itself) every message is a channel message.
     """
 
-    def __init__(self, interaction: discord.Interaction) -> None:
+    def __init__(self, interaction: discord.Interaction | None, channel: discord.abc.Messageable | None = None) -> None:
         self.interaction = interaction
+        self.channel = channel if channel is not None else interaction.channel  # type: ignore[union-attr]
         self.started = time.monotonic()
-        self.messages: list[discord.Message | None] = [None]  # None: the interaction's reply
+        self.messages: list[discord.Message | None] = [None]  # None: the interaction's reply (when there is one)
 
     def token_alive(self) -> bool:
-        return time.monotonic() - self.started < TOKEN_LIFETIME_S
+        return self.interaction is not None and time.monotonic() - self.started < TOKEN_LIFETIME_S
 
     async def show(self, index: int, content: str, **extra) -> None:
         """Put `content` into message `index` (extra: view=, attachments= as for an edit)."""
@@ -63,7 +70,8 @@ class StreamTarget:
         message = self.messages[index]
         if message is None and self.token_alive():
             try:
-                await self.interaction.edit_original_response(content=content, allowed_mentions=NO_PINGS, **extra)
+                await self.interaction.edit_original_response(  # type: ignore[union-attr]
+                    content=content, allowed_mentions=NO_PINGS, **extra)
                 return
             except discord.HTTPException as exc:  # the token expired, the reply was deleted, Discord failed
                 # Whatever the reason, the text must still reach the table: it moves to the channel.
@@ -77,8 +85,7 @@ class StreamTarget:
         options = {key: value for key, value in extra.items() if value is not None}
         if "attachments" in options:  # a new message takes files, an edit takes attachments
             options["files"] = options.pop("attachments")
-        channel = self.interaction.channel
-        return await channel.send(content, allowed_mentions=NO_PINGS, **options)  # type: ignore[union-attr]
+        return await self.channel.send(content, allowed_mentions=NO_PINGS, **options)  # type: ignore[union-attr]
 
 
 class NarrationStream:
@@ -117,3 +124,31 @@ class NarrationStream:
             await self._put(index, part)
         for index in range(len(parts), len(self._shown)):  # the final text came out shorter
             await self._put(index, "-# …")
+
+
+
+async def narrate(services: Services, target: StreamTarget, handle: JobHandle, note: str = "") -> None:
+    """A turn job into Discord: its place in the queue while it waits, the narration as it streams
+    (translated sentence by sentence where the campaign needs it), then the saved turn with its notes."""
+    stream = NarrationStream(target.show)
+    while not handle.started and not handle.done:  # let the players see the queue move
+        position = handle.position()
+        await target.show(0, f"⏳ Waiting for the DM: {position} ahead of this one.")
+        await handle.moved(position)
+    campaign = await services.store.get_campaign(handle.job.campaign_id)
+    live = campaign and services.translation.live(campaign.language, await services.store.glossary(campaign.id))
+    shown = ""
+    try:
+        async for text in handle.updates():
+            shown = await live.update(text) if live else text
+            await stream.update(shown)
+        result = await handle.result()
+    except Exception as exc:  # the reply must never stay "writing"; unexpected errors still reach the log
+        told = shown.strip()
+        with contextlib.suppress(discord.HTTPException):
+            await stream.finish(told or friendly(exc), note=f"{friendly(exc)} {NOT_SAVED}" if told else "")
+        if not isinstance(exc, EngineError):
+            raise
+        return
+    notes = [*result.notes, f"{note} · turn {result.turn.number}" if note else ""]
+    await stream.finish(result.turn.posted, note="\n-# ".join(n for n in notes if n))

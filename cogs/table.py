@@ -9,6 +9,7 @@ from discord.ext import commands
 
 from bot.services import Services
 from cogs.errors import NO_PINGS
+from cogs.rounds import RoundDesk
 from engine.errors import EngineError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,8 @@ PLAYER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 
 class Table(commands.Cog):
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, services: Services, rounds: RoundDesk) -> None:
+        self.services, self.rounds = services, rounds
         self.prefixes = tuple(services.config.discord.ooc_prefixes)
 
     @commands.Cog.listener()
@@ -55,6 +56,7 @@ class Table(commands.Cog):
                 await message.reply(f"-# {note}.", mention_author=False, allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             log.warning("could not mark a stored action: %s", exc)
+        await self.rounds.keeper.check(campaign.id)  # the round may be complete now
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -62,6 +64,7 @@ class Table(commands.Cog):
         withdrawn = await self.services.store.withdraw_action(message_id=payload.message_id)
         if withdrawn is not None:
             log.info("action %d withdrawn: its message was deleted", withdrawn.id)
+            await self.rounds.keeper.check(withdrawn.campaign_id)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
@@ -83,3 +86,5 @@ class Table(commands.Cog):
                 await message.add_reaction(CUT)
             except discord.HTTPException as exc:
                 log.warning("could not mark a cut action: %s", exc)
+        if action is not None:  # an edit to nothing withdrew it: the round may wait for that player again
+            await self.rounds.keeper.check(action.campaign_id)

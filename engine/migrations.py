@@ -129,6 +129,17 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE campaigns SET summarised_to = COALESCE(
         (SELECT MAX(turn_to) FROM memories WHERE campaign_id = campaigns.id AND kind = 'summary'), 0);
     """,
+    # 7: who plays in a campaign's rounds: joined (/dm join, waited for) or away (/dm leave, not waited for).
+    """
+    CREATE TABLE players (
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        author_id   INTEGER NOT NULL,
+        name        TEXT    NOT NULL,
+        joined      INTEGER NOT NULL CHECK (joined IN (0, 1)),
+        updated     REAL    NOT NULL,
+        PRIMARY KEY (campaign_id, author_id)
+    );
+    """,
 )
 
 

@@ -15,6 +15,7 @@ from engine.narration import clean_narration, defuse_mentions, visible, whole_se
 from engine.prompt import BuiltPrompt, build_prompt, cut_action
 from engine.recall import Recalled, turn_queries
 from engine.records import Action, Campaign, Memory, Turn
+from engine.rounds import RoundRules
 from engine.runner import JobContext
 from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
 from engine.store import Store
@@ -59,6 +60,7 @@ class CampaignSettings:
     picture_spoiler: bool
     picture_seed: int  # -1: a new seed for every picture
     author_note: str = ""  # a standing direction near the end of every prompt ("keep it grim")
+    rounds: RoundRules = RoundRules(False, 120, 3)
 
 
 def _check(name: str, value: object, kind: type, low: int = 0, high: int = 0) -> None:
@@ -152,12 +154,18 @@ class Narrator:
         spoiler = overrides.pop("picture_spoiler", self.settings.picture_spoiler)
         seed = overrides.pop("picture_seed", -1)
         note = overrides.pop("author_note", "")
+        rounds = RoundRules(overrides.pop("rounds", False), overrides.pop("round_timeout", 120),
+                            overrides.pop("round_window", 3))
+        _check("rounds", rounds.enabled, bool)
+        _check("round_timeout", rounds.timeout_s, int, 0, 7 * 24 * 3600)
+        _check("round_window", rounds.window, int, 1, 100)
         _check("summarize_every", every, int, 0, 1000)
         _check("picture_spoiler", spoiler, bool)
         _check("picture_seed", seed, int, -1, 2**32 - 1)
         if not isinstance(note, str) or len(note) > NOTE_MAX_CHARS:
             raise BadInput(f"author_note must be a text of at most {NOTE_MAX_CHARS} characters")
-        return CampaignSettings(self.settings.generation.with_overrides(overrides), every, spoiler, seed, note)
+        return CampaignSettings(self.settings.generation.with_overrides(overrides), every, spoiler, seed, note,
+                                rounds)
 
     async def set_campaign_text(self, campaign: Campaign, name: str, text: str) -> tuple[Campaign, str | None]:
         """Change the premise, the style or the author's note after the start; kept in the model's

@@ -21,6 +21,7 @@ from engine.errors import BadInput, Unavailable
 from engine.memory_store import IDS, MemoryListener, MemoryTables
 from engine.migrations import apply_migrations
 from engine.records import Action, Campaign, Memory, NewMemory, Turn, campaign_from_row
+from engine.table_store import TableTables
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def busy(exc: sqlite3.OperationalError) -> bool:
     """Whether SQLite gave up waiting for another connection's lock (after busy_timeout)."""
     return "locked" in str(exc) or "busy" in str(exc)
 
-class Store(MemoryTables):
+class Store(MemoryTables, TableTables):
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         self._conn = conn
         self.path = path

@@ -461,7 +461,8 @@ async def test_settings_show_set_and_refuse_bad_values_and_status_counts(world, 
     memories = await world.store.memory_count(campaign.id)
     assert status.ephemeral and reply_text(status).splitlines() == [
         f"🧠 Model: {model.name}", "⏳ Queue: 0 here, 0 in all", "🎲 Campaign: table (language en)",
-        "📜 Turns: 1", f"📌 Memories: {memories}", "✍️ Pending actions: 1"]
+        "📜 Turns: 1", f"📌 Memories: {memories}", "✍️ Pending actions: 1",
+        "🎲 Rounds: off (the DM narrates on `/dm continue`)"]
     assert memories >= 2
     elsewhere = reply_text(await world.slash(world.bob, world.side, "dm status"))
     assert elsewhere.endswith("No campaign in this channel: start one with `/dm start`.")

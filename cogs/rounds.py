@@ -1,0 +1,70 @@
+"""Rounds on Discord: the keeper's own narrations go into the campaign's channel, and one short note per
+round says who it waits for (edited as players act, closed when the round is narrated)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import discord
+
+from bot.services import Services
+from cogs.errors import NO_PINGS, friendly
+from cogs.render import StreamTarget, narrate
+from engine.errors import EngineError
+from engine.jobs import Job
+from engine.records import Campaign
+from engine.rounds import RoundKeeper, RoundState
+
+log = logging.getLogger(__name__)
+
+
+def countdown(left: float) -> str:
+    """A Discord timestamp: every client shows it as a live "in 2 minutes"."""
+    return f"<t:{int(time.time() + left)}:R>"
+
+
+class RoundDesk:
+    def __init__(self, services: Services, client: discord.Client) -> None:
+        self.services, self.client = services, client
+        self.keeper = RoundKeeper(services.store, lambda c: services.narrator.campaign_settings(c).rounds,
+                                  self._narrate, self._show)
+        self._notes: dict[int, tuple[discord.Message, int]] = {}  # campaign id -> (its note, round number)
+
+    async def _channel(self, campaign: Campaign) -> discord.abc.Messageable:
+        channel = self.client.get_channel(campaign.channel_id)
+        return channel if channel is not None else await self.client.fetch_channel(campaign.channel_id)  # type: ignore[return-value]
+
+    async def _narrate(self, campaign: Campaign, why: str) -> None:
+        channel = await self._channel(campaign)
+        try:
+            handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn"))
+        except EngineError as exc:  # the queue is full: the round's actions stay pending
+            await channel.send(f"{friendly(exc)} The round's actions wait for `/dm continue`.",
+                               allowed_mentions=NO_PINGS)
+            return
+        await narrate(self.services, StreamTarget(None, channel), handle, note=f"🎲 {why}")
+
+    async def _show(self, campaign: Campaign, state: RoundState | None) -> None:
+        note = self._notes.get(campaign.id)
+        try:
+            if state is None:  # the round is being narrated: the note says so and stays as it is
+                if note is not None:
+                    del self._notes[campaign.id]
+                    await note[0].edit(content=f"-# 🎲 Round {note[1]}: the DM narrates.", allowed_mentions=NO_PINGS)
+                return
+            text = f"-# 🎲 {discord.utils.escape_markdown(state.line(asyncio.get_running_loop().time(), countdown))}"
+            if note is not None and note[1] == state.number:
+                if note[0].content != text:
+                    self._notes[campaign.id] = (await note[0].edit(content=text, allowed_mentions=NO_PINGS), state.number)
+                return
+            message = await (await self._channel(campaign)).send(text, allowed_mentions=NO_PINGS)
+            self._notes[campaign.id] = (message, state.number)
+        except discord.HTTPException as exc:  # a note is a courtesy: the round goes on without it
+            log.warning("round note for campaign %d not shown: %s", campaign.id, exc)
+
+    async def resume(self) -> None:
+        """After a restart: rounds with actions pending start their timers again."""
+        for campaign in await self.services.store.list_campaigns():
+            if campaign.active:
+                await self.keeper.check(campaign.id)

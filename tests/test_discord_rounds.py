@@ -1,0 +1,99 @@
+"""Rounds through SimCord: the real bot, the session's real model (tiny generations), a temp SQLite file.
+The round timer runs on SimCord's virtual clock (`advance_time`); it is set past the settle timeout,
+since SimCord's settling fires any sleep that ends before its own deadline."""
+from __future__ import annotations
+
+import pytest
+from discord_world import World, reply_text
+from test_discord import bot_config, make_bot, model, simcord_bot, start, world  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.simcord(settle_timeout=120)
+
+
+async def rounds_on(world: World, timeout: int) -> None:
+    for name, value in (("rounds", "on"), ("round_timeout", str(timeout))):
+        result = await world.slash(world.gm, world.table, "dm settings", name=name, value=value)
+        assert reply_text(result).startswith(f"✅ {name} set."), reply_text(result)
+
+
+def round_notes(world: World) -> list[str]:
+    return [m.content for m in world.bot_messages(world.table) if m.content.startswith("-# 🎲 Round")]
+
+
+async def test_a_round_is_narrated_once_when_everyone_has_acted(world, model):
+    campaign = await start(world)
+    await world.alice.send(world.table, "I light a torch.")
+    await world.bob.send(world.table, "I guard the door.")
+    await world.slash(world.gm, world.table, "dm continue")  # Aria and Bram are the round's players now
+    await rounds_on(world, timeout=0)
+    generations = len(model.calls)
+
+    await world.alice.send(world.table, "I read the runes on the wall.")
+    assert await world.store.turn_count(campaign.id) == 1
+    assert round_notes(world) == ["-# 🎲 Round 2: waiting for Bram."]
+    status = reply_text(await world.slash(world.bob, world.table, "dm status"))
+    assert "🎲 Round 2: waiting for Bram." in status.splitlines()
+
+    await world.bob.send(world.table, "I search the alcove.")
+    turn = await world.store.last_turn(campaign.id)
+    assert turn.number == 2 and [a.author_name for a in turn.actions] == ["Aria", "Bram"]
+    assert len(model.calls) == generations + 1  # one narration, no second one
+    narration = world.bot_messages(world.table)[-1]
+    assert narration.content.startswith(turn.posted) and "🎲 everyone has acted · turn 2" in narration.content
+    assert narration.interaction_metadata is None  # nobody asked: an ordinary channel message
+    assert round_notes(world) == ["-# 🎲 Round 2: the DM narrates."]  # the one note, edited
+    assert await world.store.pending_actions(campaign.id) == []
+
+
+async def test_the_timer_narrates_the_round_and_a_late_player_waits_for_the_next(world, model):
+    campaign = await start(world)
+    await world.slash(world.bob, world.table, "dm join")  # Bram is waited for before he ever wrote
+    await rounds_on(world, timeout=600)
+    await world.alice.send(world.table, "I pry open the sarcophagus.")
+    (note,) = round_notes(world)
+    assert note.startswith("-# 🎲 Round 1: waiting for Bram (the DM narrates <t:") and note.endswith(":R> if they do not act).")
+    await world.env.advance_time(300)
+    assert await world.store.turn_count(campaign.id) == 0
+    await world.env.advance_time(301)
+    turn = await world.store.last_turn(campaign.id)
+    assert turn is not None and [a.author_name for a in turn.actions] == ["Aria"]
+    assert "🎲 the round's time ran out · turn 1" in world.bot_messages(world.table)[-1].content
+    assert round_notes(world) == ["-# 🎲 Round 1: the DM narrates."]
+
+    await world.bob.send(world.table, "I was late: I hold the lantern high.")
+    assert round_notes(world)[-1].startswith("-# 🎲 Round 2: waiting for Aria")
+    assert await world.store.turn_count(campaign.id) == 1
+
+
+async def test_continue_narrates_a_waiting_round_and_stops_its_timer(world, model):
+    campaign = await start(world)
+    await world.slash(world.bob, world.table, "dm join")
+    await rounds_on(world, timeout=600)
+    await world.alice.send(world.table, "I step onto the bridge.")
+    result = await world.slash(world.alice, world.table, "dm continue")
+    turn = await world.store.last_turn(campaign.id)
+    assert turn.number == 1 and reply_text(result) == turn.posted
+    assert round_notes(world) == ["-# 🎲 Round 1: the DM narrates."]
+    generations = len(model.calls)
+    await world.env.advance_time(700)
+    assert await world.store.turn_count(campaign.id) == 1 and len(model.calls) == generations
+
+
+async def test_leave_stops_the_wait_and_settings_refuse_bad_round_values(world, model):
+    campaign = await start(world)
+    joined = await world.slash(world.bob, world.table, "dm join")
+    assert joined.ephemeral and "Rounds are off in this campaign" in reply_text(joined)
+    await rounds_on(world, timeout=0)
+    await world.alice.send(world.table, "I call out into the dark.")
+    assert round_notes(world) == ["-# 🎲 Round 1: waiting for Bram."]
+    left = await world.slash(world.bob, world.table, "dm leave")
+    assert reply_text(left).startswith("👋 You stepped away")
+    turn = await world.store.last_turn(campaign.id)  # nobody else to wait for: the round is narrated
+    assert turn is not None and [a.author_name for a in turn.actions] == ["Aria"]
+
+    bad = await world.slash(world.gm, world.table, "dm settings", name="round_timeout", value="-5")
+    assert reply_text(bad) == "⚠️ Round_timeout must be a whole number from 0 to 604800, not -5."
+    off = await world.slash(world.gm, world.table, "dm settings", name="rounds", value="off")
+    assert "`rounds` = False *(this campaign)*" in reply_text(off)
+    await world.alice.send(world.table, "I wait for an answer.")
+    assert await world.store.turn_count(campaign.id) == 1  # rounds off: only /dm continue narrates
