@@ -1,33 +1,87 @@
 """/dm memory: show (paged), add (pin a fact), forget, reset (after a confirm button)."""
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import discord
 from discord import app_commands
 
 from bot.services import Services
 from cogs.common import campaign_here, require_admin, shorten
 from cogs.errors import NO_PINGS, friendly
-from engine.errors import BadInput, EngineError
+from engine.errors import BadInput, EngineError, Unavailable
 from engine.records import Memory
+from engine.translate import Translation, opening
 from engine.turn_context import PromptMemory
 
+log = logging.getLogger(__name__)
 PAGE_SIZE = 10
+LINE_CHARS = 150
+OPENING_CHARS = 2 * LINE_CHARS  # of a memory, what goes to the translator: more than a line shows
 ICONS = {"fact": "📌", "summary": "🧠", "exact": "📝"}
 
 
-def memory_line(memory: Memory) -> str:
+def memory_line(memory: Memory, text: str | None = None) -> str:
+    """One memory as listed; `text` is what it says in the players' language (its stored text if None)."""
     icon = "📌" if memory.pinned else ICONS.get(memory.kind, "•")
     turns = f" (turns {memory.turn_from}-{memory.turn_to})" if memory.kind == "summary" else ""
+    text = memory.shown if text is None else text
     # escaped before it is shortened: escaping doubles markdown-heavy text (`*_~|`)
-    return f"{icon} `#{memory.id}`{turns} {shorten(discord.utils.escape_markdown(memory.shown), 150)}"
+    return f"{icon} `#{memory.id}`{turns} {shorten(discord.utils.escape_markdown(text), LINE_CHARS)}"
 
 
-def memory_page(memories: list[Memory], page: int) -> str:
-    pages = max(1, -(-len(memories) // PAGE_SIZE))
+def page_count(memories: list[Memory]) -> int:
+    return max(1, -(-len(memories) // PAGE_SIZE))
+
+
+def page_memories(memories: list[Memory], page: int) -> list[Memory]:
+    page = min(max(page, 0), page_count(memories) - 1)
+    return memories[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
+
+
+def memory_page(memories: list[Memory], page: int, texts: list[str] | None = None, note: str = "") -> str:
+    """A page of memories; `texts` are the page's memories in the players' language, `note` a last line
+    that is never cut."""
+    pages = page_count(memories)
     page = min(max(page, 0), pages - 1)
-    lines = [memory_line(m) for m in memories[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
+    shown = page_memories(memories, page)
+    lines = [memory_line(m, t) for m, t in zip(shown, texts or [None] * len(shown))]
     head = f"**What the DM remembers** ({len(memories)}; page {page + 1}/{pages})"
-    return shorten("\n".join([head, *lines]), 2000) if lines else "The DM remembers nothing yet."
+    if not lines:
+        return "The DM remembers nothing yet."
+    note = f"\n-# {shorten(note, 300)}" if note else ""
+    return shorten("\n".join([head, *lines]), 2000 - len(note)) + note
+
+
+@dataclass(frozen=True)
+class PlayersLanguage:
+    """Pages of memories in the players' language: stored in the model's, translated on the way out
+    (only the page shown; the translation cache serves a page shown before)."""
+    translation: Translation
+    language: str
+    glossary: dict[str, str]
+
+    async def page(self, memories: list[Memory], page: int, *, cached_only: bool = False) -> str | None:
+        """The page translated, or stored with a note when the translator fails; with `cached_only`,
+        None unless the cache holds all of it (then nothing is asked of the translator)."""
+        shown = page_memories(memories, page)
+        sources = [opening(m.text, OPENING_CHARS) for m in shown]
+        try:
+            texts = await self.translation.to_players_all(sources, self.language, self.glossary,
+                                                          cached_only=cached_only)
+        except Unavailable as exc:  # the stored text still says what the DM remembers
+            log.warning("memories shown untranslated: %s", exc)
+            return memory_page(memories, page, note=self.translation.untranslated_note(exc))
+        if texts is None:
+            return None
+        return memory_page(memories, page, [_in_players_language(m, source, text)
+                                            for m, source, text in zip(shown, sources, texts)])
+
+
+def _in_players_language(memory: Memory, source: str, text: str) -> str:
+    text = text if len(source) >= len(memory.text.rstrip()) else text.rstrip() + " …"  # only its opening went
+    return f"{memory.speaker}: {text}" if memory.speaker else text
 
 
 def last_memory_text(turn_number: int, remembered: PromptMemory) -> str:
@@ -41,21 +95,41 @@ def last_memory_text(turn_number: int, remembered: PromptMemory) -> str:
 
 
 class MemoryPages(discord.ui.View):
-    def __init__(self, memories: list[Memory], owner_id: int) -> None:
+    def __init__(self, memories: list[Memory], owner_id: int, language: PlayersLanguage | None = None) -> None:
         super().__init__(timeout=300)
-        self.memories, self.owner_id, self.page = memories, owner_id, 0
-        self.pages = max(1, -(-len(memories) // PAGE_SIZE))
+        self.memories, self.owner_id, self.page, self.language = memories, owner_id, 0, language
+        self.pages = page_count(memories)
+        self.content = ""  # what the message shows now
         self._refresh()
 
     def _refresh(self) -> None:
         self.previous.disabled = self.page == 0
         self.next.disabled = self.page >= self.pages - 1
 
+    async def text(self, page: int, *, cached_only: bool = False) -> str | None:
+        if self.language is None:
+            return memory_page(self.memories, page)
+        return await self.language.page(self.memories, page, cached_only=cached_only)
+
     async def _turn(self, interaction: discord.Interaction, step: int) -> None:
-        self.page += step
+        self.page = min(max(self.page + step, 0), self.pages - 1)
         self._refresh()
-        await interaction.response.edit_message(content=memory_page(self.memories, self.page), view=self,
-                                                allowed_mentions=NO_PINGS)
+        ready = await self.text(self.page, cached_only=True)
+        if ready is not None:
+            self.content = ready
+            await interaction.response.edit_message(content=ready, view=self, allowed_mentions=NO_PINGS)
+            return
+        # The translator may take longer than the 3 s Discord waits for an answer: the message says
+        # the page is coming (the buttons wait), and shows it when it is translated.
+        self.previous.disabled = self.next.disabled = True
+        waiting = shorten(self.content, 1900) + f"\n-# 🌐 Translating page {self.page + 1}…"
+        await interaction.response.edit_message(content=waiting, view=self, allowed_mentions=NO_PINGS)
+        self.content = await self.text(self.page) or ""
+        self._refresh()
+        try:
+            await interaction.edit_original_response(content=self.content, view=self, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:  # the message is gone, or the token expired: nothing to show it in
+            log.info("memory page not shown: %s", exc)
 
     @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary)
     async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
@@ -107,9 +181,12 @@ class MemoryCommands(app_commands.Group):
         await interaction.response.defer(ephemeral=True)
         campaign = await campaign_here(self.services, interaction)
         memories = await self.services.store.memories(campaign.id)
-        view = MemoryPages(memories, interaction.user.id)
-        await interaction.followup.send(memory_page(memories, 0), view=view, ephemeral=True,
-                                        allowed_mentions=NO_PINGS)
+        translation = self.services.translation
+        language = (PlayersLanguage(translation, campaign.language, await self.services.store.glossary(campaign.id))
+                    if memories and translation.outside_turns(campaign.language) else None)
+        view = MemoryPages(memories, interaction.user.id, language)
+        view.content = await view.text(0) or ""
+        await interaction.followup.send(view.content, view=view, ephemeral=True, allowed_mentions=NO_PINGS)
 
     @app_commands.command(description="What the last turn's prompt held from memory")
     async def last(self, interaction: discord.Interaction) -> None:

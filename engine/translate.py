@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Sequence
 
 from engine.errors import BadInput, Unavailable
 from engine.markup import complete_prefix, mask, paragraphs, pieces, unmask
@@ -20,6 +20,23 @@ from engine.translators import Generate, Provider, language_problem
 log = logging.getLogger(__name__)
 PARAGRAPH_LIMIT = 1000  # characters per request for a provider that states no limit of its own
 _WORDS = re.compile(r"[^\W\d_]", re.UNICODE)  # a letter: something worth translating
+
+
+class _Uncached(Exception):
+    """A look-up in the cache alone met a sentence the cache does not hold."""
+
+
+def opening(text: str, chars: int) -> str:
+    """The first whole sentences of `text` that hold at least `chars` characters (all of it when it
+    is shorter): what a shortened line shows, cut where the per-sentence cache cuts."""
+    if len(text) <= chars:
+        return text
+    out = ""
+    for piece in pieces(text):
+        if len(out) >= chars:
+            break
+        out += piece.text + piece.gap
+    return out.rstrip()
 
 
 class Translation:
@@ -49,6 +66,11 @@ class Translation:
         if self.needed(language) and (problem := language_problem(self.provider, language.lower())):
             raise BadInput(problem)
 
+    def outside_turns(self, language: str) -> bool:
+        """Whether text shown outside a turn (a page of memories) is translated for this campaign: it
+        needs translation and the provider does without the text model, which only a turn's job holds."""
+        return self.needed(language) and not self.turns_only
+
     def streams(self, language: str) -> bool:
         return self.needed(language) and bool(self.provider and self.provider.streams)
 
@@ -64,6 +86,21 @@ class Translation:
         back = {target: source for source, target in glossary.items()}
         return await self.translate(text, self.model_language, language.lower(), back, generate)
 
+    async def to_players_all(self, texts: Sequence[str], language: str, glossary: dict[str, str], *,
+                             cached_only: bool = False) -> list[str] | None:
+        """Texts shown outside a turn (stored in the model's language) in the players' language, as
+        they are where `outside_turns` says no. One after another, so the breaker counts one failure:
+        Unavailable when the translator fails. With `cached_only` nothing is asked of the translator:
+        None unless the cache holds every sentence."""
+        if not self.outside_turns(language):
+            return list(texts)
+        back = {target: source for source, target in glossary.items()}
+        try:
+            return [await self.translate(text, self.model_language, language.lower(), back, cached_only=cached_only)
+                    for text in texts]
+        except _Uncached:
+            return None
+
     def live(self, language: str, glossary: dict[str, str]) -> "LiveTranslation | None":
         """For a narration being written; None when the campaign needs no translation."""
         return LiveTranslation(self, language, glossary) if self.needed(language) else None
@@ -75,32 +112,41 @@ class Translation:
         self._told.add(campaign_id)
         return f"⚠️ translation is unavailable ({error}); this goes untranslated, and it is tried again later"
 
+    @staticmethod
+    def untranslated_note(error: Exception) -> str:
+        """The line under text shown as stored because the translator failed: it names the translator."""
+        return f"⚠️ Shown untranslated, as stored: the translator is unavailable ({error})."
+
     # --- the work ---
     async def translate(self, text: str, source: str, target: str, terms: dict[str, str],
-                        generate: Generate | None = None, *, whole: bool = False) -> str:
+                        generate: Generate | None = None, *, whole: bool = False, cached_only: bool = False) -> str:
         """`text` sentence by sentence (as a streamed narration is shown, so the cache serves the final
-        text), or with `whole`, paragraph by paragraph."""
+        text), or with `whole`, paragraph by paragraph. With `cached_only`, _Uncached where the cache
+        lacks a sentence."""
         if self.provider is None or source == target or not text.strip():
             return text
         if not self.provider.streams:  # one request for the whole text: a model call is costly
-            return await self._unit(text, source, target, terms, generate)
+            return await self._unit(text, source, target, terms, generate, cached_only)
         parts = pieces(text)
         if whole:
             parts = paragraphs(parts, getattr(self.provider, "LIMIT", PARAGRAPH_LIMIT))
         out = []
         for piece in parts:
-            translated = piece.text if piece.verbatim else await self._unit(piece.text, source, target, terms, generate)
+            translated = piece.text if piece.verbatim else await self._unit(piece.text, source, target, terms,
+                                                                            generate, cached_only)
             out.append(translated + piece.gap)
         return "".join(out)
 
     async def _unit(self, text: str, source: str, target: str, terms: dict[str, str],
-                    generate: Generate | None) -> str:
+                    generate: Generate | None, cached_only: bool = False) -> str:
         masked = mask(text, terms)
         if not _WORDS.search(re.sub(r"⟦\s*\d+\s*⟧", "", masked.text)):
             return unmask(masked.text, masked)  # only names, links, markup: nothing to translate
         key = (source, target, masked.text)
         raw = self._cache.get(key)
         if raw is None:
+            if cached_only:
+                raise _Uncached
             raw = await self._call(masked.text, source, target, generate)
             if self.cache_size:
                 self._cache[key] = raw
@@ -119,9 +165,9 @@ class Translation:
         try:
             raw = await self.provider.translate(text, source, target, generate)
             if not isinstance(raw, str) or not raw.strip() or len(raw) > 10 * len(text) + 200:
-                raise Unavailable(f"{self.provider.name} answered with no usable translation")
+                raise Unavailable(f"the {self.provider.name} translator answered with no usable translation")
         except Exception as exc:
-            error = exc if isinstance(exc, Unavailable) else Unavailable(f"{self.provider.name} failed")
+            error = exc if isinstance(exc, Unavailable) else Unavailable(f"the {self.provider.name} translator failed")
             if not isinstance(exc, Unavailable):
                 log.exception("translation provider %s failed unexpectedly", self.provider.name)
             self._failed(str(error))

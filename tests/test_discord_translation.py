@@ -12,7 +12,7 @@ import pytest
 from discord_world import ADMIN_ROLE, reply_text
 from sd_server import ServerThread
 from cogs.render import WRITING
-from test_discord import close_services, make_bot, model, simcord_bot, start, world  # noqa: F401 (fixtures)
+from test_discord import buttons, close_services, make_bot, model, simcord_bot, start, world  # noqa: F401 (fixtures)
 from translate_server import TranslateServer, fake_translate
 
 pytestmark = pytest.mark.simcord(settle_timeout=120)
@@ -162,3 +162,110 @@ async def test_a_pinned_fact_is_kept_in_the_models_language(world, model, transl
     kept = reply_text(await world.slash(world.gm, world.table, "dm memory add", fact="Кто там?"))
     assert "translation is unavailable" in kept
     assert [m.text for m in await world.store.memories(campaign.id) if m.pinned][-1] == "Кто там?"
+
+
+# --- /dm memory show: stored in English, read in Russian --------------------------------------------
+
+def page_lines(text: str) -> list[str]:
+    """A memory page's lines under its head."""
+    return text.splitlines()[1:]
+
+
+async def russian_memories(world, model):
+    """A Russian table that remembers 11 pinned facts and one turn (an action and the narration)."""
+    campaign = await russian_table(world)
+    for n in range(11):
+        await world.slash(world.gm, world.table, "dm memory add", fact=f"Дракон {n} спит.")
+    await world.alice.send(world.table, "Я открываю дверь.")
+    model.script = "The dragon sleeps."
+    await world.slash(world.alice, world.table, "dm continue")
+    memories = await world.store.memories(campaign.id)
+    assert [m.text for m in memories if m.pinned] == [f"Dragon {n} sleeps." for n in range(11)]  # stored in English
+    assert len(memories) == 13
+    return campaign, memories
+
+
+async def test_memory_show_pages_in_the_players_language_and_keeps_the_stored_text(world, model, translator):
+    campaign, memories = await russian_memories(world, model)
+    asked = len(translator.texts)
+    shown = await world.slash(world.alice, world.table, "dm memory show")
+    page1 = reply_text(shown)
+    assert page1.splitlines()[0] == "**What the DM remembers** (13; page 1/2)"
+    assert page_lines(page1) == [f"📌 `#{m.id}` Дракон {n} спит." for n, m in enumerate(memories[:10])]
+    assert translator.texts[asked:] == [m.text for m in memories[:10]]  # only the page shown was translated
+    assert [m.text for m in await world.store.memories(campaign.id)] == [m.text for m in memories]  # unchanged
+
+    asked, requests = len(translator.texts), len(world.requests)
+    page2 = reply_text(await world.click(world.alice, shown.response, "Next"))
+    assert page2.splitlines()[0] == "**What the DM remembers** (13; page 2/2)" and "Translating" not in page2
+    # Discord waits 3 s for an answer, a translator may take longer: the click is answered at once with
+    # the page shown so far and a line saying the next one is being translated.
+    (answer,) = [e.json["data"]["content"]
+                 for _, e in world.requests.since(requests, "POST", "/interactions/*/callback")]
+    assert answer == page1 + "\n-# 🌐 Translating page 2…"
+    by_text = {m.shown: m.id for m in memories[10:]}
+    assert sorted(page_lines(page2)) == sorted([
+        f"📌 `#{by_text['Dragon 10 sleeps.']}` Дракон 10 спит.",
+        f"📝 `#{by_text['Aria: I open door.']}` Aria: Я открываю дверь.",  # the speaker's name stays a name
+        f"📝 `#{by_text['The dragon sleeps.']}` Тхе дракон спит."])
+    # The narration's sentence was translated when it was posted: the cache serves it.
+    assert sorted(translator.texts[asked:]) == ["Dragon 10 sleeps.", "I open door."]
+    assert buttons(shown) == {"Previous": False, "Next": True}
+
+    asked = len(translator.texts)
+    assert reply_text(await world.click(world.alice, shown.response, "Previous")) == page1
+    assert len(translator.texts) == asked  # paging back costs the translator nothing
+    assert buttons(shown) == {"Previous": True, "Next": False}
+    assert [m.text for m in await world.store.memories(campaign.id)] == [m.text for m in memories]
+
+
+async def test_memory_show_with_the_translator_down_shows_the_stored_text_and_says_why(world, model, translator):
+    campaign, memories = await russian_memories(world, model)
+    translator.mode = "down"
+    shown = await world.slash(world.alice, world.table, "dm memory show")
+    page1 = reply_text(shown)
+    *lines, note = page_lines(page1)
+    assert lines == [f"📌 `#{m.id}` Dragon {n} sleeps." for n, m in enumerate(memories[:10])]
+    assert note == "-# ⚠️ Shown untranslated, as stored: the translator is unavailable (Yandex answered HTTP 500)."
+    assert "Dungeon Master" not in page1 and "Traceback" not in page1
+    page2 = reply_text(await world.click(world.alice, shown.response, "Next"))
+    assert "page 2/2" in page2 and "📌 `#" + str(memories[10].id) + "` Dragon 10 sleeps." in page2
+    assert page2.splitlines()[-1] == note
+    assert buttons(shown) == {"Previous": False, "Next": True}  # the buttons work again
+
+    asked = len(translator.texts)  # two failures in a row: translation pauses, and the page says so
+    back = reply_text(await world.click(world.alice, shown.response, "Previous"))
+    assert page_lines(back)[:-1] == lines and len(translator.texts) == asked
+    assert page_lines(back)[-1] == ("-# ⚠️ Shown untranslated, as stored: the translator is unavailable "
+                                    "(translation is paused after 2 failures: Yandex answered HTTP 500).")
+
+    translator.mode = "ok"  # back after the pause: the page is translated again
+    await world.env.advance_time(61)
+    again = reply_text(await world.click(world.alice, shown.response, "Next"))
+    assert "📌 `#" + str(memories[10].id) + "` Дракон 10 спит." in page_lines(again) and "⚠️" not in again
+    assert [m.text for m in await world.store.memories(campaign.id)] == [m.text for m in memories]
+
+
+async def test_memory_show_of_an_english_campaign_is_the_stored_text(world, model, translator):
+    await world.slash(world.gm, world.table, "dm start", premise="A tavern at the edge of the wood.")
+    campaign = await world.store.campaign_for_channel(world.table.id)
+    await world.slash(world.gm, world.table, "dm memory add", fact="The dragon sleeps *under* the inn.")
+    (memory,) = await world.store.memories(campaign.id)
+    asked = len(translator.texts)
+    shown = reply_text(await world.slash(world.alice, world.table, "dm memory show"))
+    assert page_lines(shown) == [f"📌 `#{memory.id}` The dragon sleeps \\*under\\* the inn."]
+    assert len(translator.texts) == asked  # an English campaign never calls the translator
+
+
+async def test_memory_show_translates_only_the_opening_a_line_shows(world, model, translator):
+    campaign = await russian_table(world)
+    await world.slash(world.gm, world.table, "dm memory add", fact=" ".join(f"Дракон {n} спит." for n in range(40)))
+    (memory,) = await world.store.memories(campaign.id)
+    sentences = [f"Dragon {n} sleeps." for n in range(40)]
+    assert memory.text == " ".join(sentences)
+    asked = len(translator.texts)
+    (line,) = page_lines(reply_text(await world.slash(world.alice, world.table, "dm memory show")))
+    sent = translator.texts[asked:]
+    assert sent == sentences[:len(sent)] and 8 <= len(sent) < 20  # whole sentences, as many as a line needs
+    assert line.startswith(f"📌 `#{memory.id}` Дракон 0 спит. Дракон 1 спит.") and line.endswith("…")
+    assert len(line) <= len(f"📌 `#{memory.id}` ") + 150

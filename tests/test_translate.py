@@ -22,7 +22,7 @@ from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.markup import complete_prefix, mask, paragraphs, pieces, unmask
 from engine.runner import Runner
-from engine.translate import Translation
+from engine.translate import Translation, opening
 from engine.translators import LibreTranslateProvider, LLMProvider, YandexProvider
 from engine.worker import ModelWorker
 from scripted_backend import ScriptedBackend
@@ -591,6 +591,61 @@ async def test_llm_translates_inside_a_job_and_refuses_outside(tmp_path):
     finally:
         await bounded(runner.close(1.0))
         await bounded(worker.stop())
+
+
+# --- texts shown outside a turn (a page of memories) -------------------------------------------------
+
+async def test_texts_shown_outside_a_turn_are_translated_once_then_served_by_the_cache(server, yandex):
+    translation = Translation(yandex(), "en")
+    texts = ["The dragon sleeps. Bram says hello.", "*Who* is there?"]
+    glossary = {"Брам": "Bram"}
+    assert translation.outside_turns("ru") and not translation.outside_turns("en")
+    assert await bounded(translation.to_players_all(texts, "ru", glossary, cached_only=True)) is None
+    assert server.texts == []  # the cache alone was asked
+    shown = await bounded(translation.to_players_all(texts, "ru", glossary))
+    assert shown == [f"{ru('The dragon sleeps.')} Брам {ru('says hello.')}", f"*{ru('Who')}* {ru('is there?')}"]
+    assert server.texts == ["The dragon sleeps.", "⟦0⟧ says hello.", "⟦0⟧Who⟦1⟧ is there?"]  # a sentence at a time
+    assert await bounded(translation.to_players_all(texts, "ru", glossary, cached_only=True)) == shown
+    assert await bounded(translation.to_players_all(texts[:1], "ru", glossary)) == shown[:1]
+    assert len(server.texts) == 3
+    assert texts == ["The dragon sleeps. Bram says hello.", "*Who* is there?"]  # what was given is unchanged
+
+
+async def test_texts_shown_outside_a_turn_fail_as_one_and_say_the_translator_is_the_cause(server, yandex):
+    translation = Translation(yandex(), "en", failures_to_pause=2)
+    shown = await bounded(translation.to_players_all(["Sword."], "ru", {}))
+    server.mode = "down"
+    error = await failure(translation.to_players_all(["Dragon sleeps.", "Door.", "Sword."], "ru", {}))
+    assert translation.failures == 1 and server.texts[1:] == ["Dragon sleeps."] * 3  # the library tries 3 times
+    note = translation.untranslated_note(error)
+    assert note == "⚠️ Shown untranslated, as stored: the translator is unavailable (Yandex answered HTTP 500)."
+    await failure(translation.to_players_all(["Door."], "ru", {}))
+    asked = len(server.texts)
+    paused = translation.untranslated_note(await failure(translation.to_players_all(["Door."], "ru", {})))
+    assert "translator is unavailable (translation is paused after 2 failures: Yandex answered HTTP 500)" in paused
+    # What the cache holds is still shown while the translator is away, and nothing is asked of it.
+    assert await bounded(translation.to_players_all(["Sword."], "ru", {}, cached_only=True)) == shown
+    assert await bounded(translation.to_players_all(["Sword."], "ru", {})) == shown
+    assert len(server.texts) == asked
+
+
+async def test_texts_shown_outside_a_turn_stay_as_stored_without_a_translator_that_works_outside_turns():
+    llm = Translation(LLMProvider(str, len), "en")  # the text model translates only inside a turn
+    assert llm.needed("ru") and llm.turns_only and not llm.outside_turns("ru")
+    assert await bounded(llm.to_players_all(["The dragon sleeps."], "ru", {})) == ["The dragon sleeps."]
+    assert await bounded(llm.to_players_all(["The dragon sleeps."], "ru", {}, cached_only=True)) == ["The dragon sleeps."]
+    none = Translation(None, "en")
+    assert not none.outside_turns("ru")
+    assert await none.to_players_all(["Dragon."], "ru", {}) == ["Dragon."]
+
+
+def test_opening_is_whole_sentences_covering_what_a_line_shows():
+    text = "The dragon sleeps. " * 3 + "Bram waits by the door for a very long time."
+    assert opening(text, 1000) == text
+    assert opening(text, 20) == "The dragon sleeps. The dragon sleeps."  # cut where the cache cuts
+    assert opening(text, 18) == "The dragon sleeps."
+    assert opening("One long sentence without an end " * 5, 10) == ("One long sentence without an end " * 5).rstrip()
+    assert [p.text for p in pieces(opening(text, 40))] == [p.text for p in pieces(text)][:3]
 
 
 # --- no translation --------------------------------------------------------------------------------
