@@ -24,6 +24,8 @@ HELP = """Commands:
   /memory         list what the DM remembers
   /memory last    what the last turn's prompt held from memory, and which recent turns fitted
   /pin <fact>     make the DM always remember a fact
+  /card <keys> = <text>   a story card: the DM is given <text> when one of the keys is mentioned
+  /cards          list the story cards; /card remove <id> removes one
   /summarise      summarise the story so far into a memory now
   /help           this list
   /quit           leave (the campaign is saved)"""
@@ -104,6 +106,19 @@ class TerminalGame:
             else:
                 memory, note = await self.services.narrator.pin_fact(campaign, rest)
                 self.say(f"(pinned #{memory.id}: {memory.text})" + (f"\n({note})" if note else ""))
+        elif name == "/cards":
+            for card in await store.cards(campaign.id):
+                self.say(f"  #{card.id} [{', '.join(card.keys)}] {card.text}")
+        elif name == "/card" and rest.startswith("remove "):
+            removed = rest[7:].strip().isdigit() and await store.remove_card(campaign.id, int(rest[7:]))
+            self.say("(card removed)" if removed else "(usage: /card remove <id>, an id /cards shows)")
+        elif name == "/card":
+            keys, equals, text = rest.partition("=")
+            if not equals:
+                self.say("(usage: /card <keys, separated by commas> = <what the DM should know>)")
+            else:
+                card, note = await self.services.narrator.add_card(campaign, keys, text)
+                self.say(f"(card #{card.id} [{', '.join(card.keys)}]: {card.text})" + (f"\n({note})" if note else ""))
         else:
             self.say(HELP)
         return True

@@ -14,6 +14,11 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def whole_lines(text: str, limit: int = 1900) -> str:
+    """A list within `limit` characters, cut after its last whole line, an ellipsis line marking the cut."""
+    return text if len(text) <= limit else text[:limit].rsplit("\n", 1)[0] + "\n…"
+
+
 def is_admin(interaction: discord.Interaction, admin_role: str) -> bool:
     """Manage Server, or the configured admin role: checked by the bot, not only by Discord."""
     member = interaction.user

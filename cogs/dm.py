@@ -13,6 +13,7 @@ from discord.ext import commands
 from bot.services import Services
 from cogs.common import campaign_here, require_admin, shorten
 from cogs.errors import NO_PINGS
+from cogs.cards import CardCommands
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
 from cogs.pictures import PICTURES_OFF, PictureDesk
@@ -63,6 +64,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         super().__init__()
         self.app_command.add_command(MemoryCommands(services))
         self.app_command.add_command(GlossaryCommands(services))
+        self.app_command.add_command(CardCommands(services))
 
     # --- campaign ---
     @app_commands.command(description="Start a campaign in this channel")

@@ -5,7 +5,7 @@ import discord
 from discord import app_commands
 
 from bot.services import Services
-from cogs.common import campaign_here, shorten
+from cogs.common import campaign_here, shorten, whole_lines
 from cogs.errors import NO_PINGS
 from engine.errors import BadInput
 
@@ -53,6 +53,4 @@ class GlossaryCommands(app_commands.Group):
         lines = [f"• {shown(s)} ↔ {shown(t)}" if s != t else f"• {shown(s)} (kept as it is)"
                  for s, t in glossary.items()]
         text = "\n".join(["**Glossary**", *lines]) if lines else "The glossary is empty."
-        if len(text) > 1900:
-            text = text[:1900].rsplit("\n", 1)[0] + "\n…"
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await interaction.followup.send(whole_lines(text), ephemeral=True, allowed_mentions=NO_PINGS)

@@ -140,6 +140,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (campaign_id, author_id)
     );
     """,
+    # 8: story cards: lore that enters the prompt when one of its keys is mentioned (World Info, AI Dungeon's
+    # story cards). Keys and text in the model's language; what the admin wrote kept beside them.
+    """
+    CREATE TABLE cards (
+        id          INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        keys        TEXT    NOT NULL,
+        text        TEXT    NOT NULL,
+        written     TEXT    NOT NULL,
+        created     REAL    NOT NULL
+    );
+    CREATE INDEX cards_by_campaign ON cards (campaign_id, id);
+    """,
 )
 
 

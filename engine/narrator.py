@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from engine.cards import KEY_MAX_CHARS, card_text, mentions, parse_keys, triggered_cards
 from engine.errors import BadInput, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job
@@ -14,7 +15,7 @@ from engine.memory import MemoryBank
 from engine.narration import clean_narration, defuse_mentions, visible, whole_sentences
 from engine.prompt import BuiltPrompt, build_prompt, cut_action
 from engine.recall import Recalled, turn_queries
-from engine.records import Action, Campaign, Memory, Turn
+from engine.records import Action, Campaign, Card, Memory, Turn
 from engine.rounds import RoundRules
 from engine.runner import JobContext
 from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
@@ -123,6 +124,20 @@ class Narrator:
         description, note = await self.to_model_language(campaign, description)
         await self.store.set_look(campaign.id, name, description)
         return description, note
+
+    async def add_card(self, campaign: Campaign, keys: str, text: str) -> tuple[Card, str | None]:
+        """A story card, in the model's language like every fact the prompt holds. Its keys match as
+        written and as translated: players mention them in their language, the story is in the model's."""
+        written_keys, written = parse_keys(keys), card_text(text)
+        text, note = await self.to_model_language(campaign, written)
+        keys_all = list(written_keys)
+        if text != written:
+            for key in written_keys:
+                translated = (await self.to_model_language(campaign, key))[0].strip(" .,;:!?\"'")
+                if translated and len(translated) <= KEY_MAX_CHARS and translated.casefold() not in {
+                        k.casefold() for k in keys_all}:
+                    keys_all.append(translated)
+        return await self.store.add_card(campaign.id, keys_all, text, written), note
 
     async def start_campaign(self, channel_id: int, name: str, premise: str,
                              language: str) -> tuple[Campaign, str | None]:
@@ -291,11 +306,12 @@ class Narrator:
                        ctx: JobContext, may_defer: bool = True) -> tuple[str, BuiltPrompt, PromptMemory]:
         settings = self.campaign_settings(campaign)
         budget = self.settings.context_tokens - settings.generation.max_new_tokens
+        cards = triggered_cards(await self.store.cards(campaign.id), mentions(actions, extra, turns))
 
         def build(recalled: list[Recalled], window: list[Turn]) -> BuiltPrompt:
             return build_prompt(campaign, memories=recalled, turns=window, actions=actions, extra=extra,
                                 render=self.backend.render, count_tokens=self.backend.count_tokens, budget=budget,
-                                action_limit=self.settings.action_max_chars, may_defer=may_defer)
+                                action_limit=self.settings.action_max_chars, may_defer=may_defer, cards=cards)
 
         # Recall with what the players do now; the window and recall agree on the turns the prompt holds.
         built = await recall_within_budget(

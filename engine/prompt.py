@@ -1,7 +1,8 @@
 """The prompt, built within a token budget counted in the model's own tokens.
 
-Order: instructions + premise, pinned and recalled memories, as much recent story as fits (oldest
-dropped first), then the pending actions, each with its player's name. A turn is always possible:
+Order: instructions + premise, pinned facts, story cards whose keys were mentioned, recalled memories,
+as much recent story as fits (oldest dropped first), then the pending actions, each with its player's
+name. A turn is always possible:
 the pending actions take at most half the budget (the newest wait for the next turn), and when even
 one does not fit beside the instructions, it is shortened.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from engine.cards import Triggered
 from engine.errors import BadInput
 from engine.recall import Recalled
 from engine.records import Action, Campaign, Turn
@@ -33,6 +35,7 @@ class BuiltPrompt:
     memories: tuple[Recalled, ...] = ()  # exactly the memories, turns and actions the prompt holds
     turns: tuple[Turn, ...] = ()
     actions: tuple[Action, ...] = ()  # the oldest pending actions; the others wait for the next turn
+    cards: tuple[Triggered, ...] = ()
 
 
 def cut_action(text: str, limit: int) -> tuple[str, bool]:
@@ -50,15 +53,19 @@ def _turn_text(turn: Turn) -> str:
 
 
 def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[Turn],
-              actions: Sequence[Action], extra: str, action_limit: int) -> tuple[str, str, str]:
+              actions: Sequence[Action], extra: str, action_limit: int,
+              cards: Sequence[Triggered]) -> tuple[str, str, str]:
     system = INSTRUCTIONS
     if campaign.premise:
         system += f"\n\nThe campaign: {campaign.premise}"
     if campaign.style:
         system += f"\nStyle: {campaign.style}"
     parts = []
-    if memories:
-        parts.append("Things to remember:\n" + "\n".join(f"- {r.memory.shown}" for r in memories))
+    pinned = [r.memory.shown for r in memories if r.score is None]
+    recalled = [r.memory.shown for r in memories if r.score is not None]
+    remember = [*pinned, *(t.card.text for t in cards), *recalled]  # cards after facts, before recall
+    if remember:
+        parts.append("Things to remember:\n" + "\n".join(f"- {line}" for line in remember))
     if turns:
         parts.append("The story so far:\n" + "\n\n".join(_turn_text(t) for t in turns))
     now = [_action_line(a, action_limit) for a in actions]
@@ -81,25 +88,28 @@ SHORTEST_ACTION = 40  # characters an action is never shortened below
 def build_prompt(
     campaign: Campaign, *, memories: Sequence[Recalled], turns: Sequence[Turn], actions: Sequence[Action],
     extra: str = "", render: Callable[[Prompt], str], count_tokens: Callable[[str], int], budget: int,
-    action_limit: int = 1000, may_defer: bool = True,
+    action_limit: int = 1000, may_defer: bool = True, cards: Sequence[Triggered] = (),
 ) -> BuiltPrompt:
-    """The fullest prompt within `budget` tokens: story goes first (oldest first), then memories.
+    """The fullest prompt within `budget` tokens: story goes first (oldest first), then recalled
+    memories, then story cards (the last mentioned first), then pinned facts.
     With may_defer, the newest actions may be left for the next turn (a retry's are its own)."""
-    turns, memories, actions = list(turns), list(memories), list(actions)
+    turns, memories, actions, cards = list(turns), list(memories), list(actions), list(cards)
     while may_defer and len(actions) > 1 and _actions_tokens(actions, action_limit, count_tokens) > ACTION_SHARE * budget:
         actions.pop()  # the newest waits for the next turn: never a table locked by what it wrote
     while True:
-        prompt = Prompt(*_sections(campaign, memories, turns, actions, extra, action_limit))
+        prompt = Prompt(*_sections(campaign, memories, turns, actions, extra, action_limit, cards))
         rendered = render(prompt)
         tokens = count_tokens(rendered)
         if tokens <= budget:
             return BuiltPrompt(prompt, rendered, tokens, len(turns), len(memories), tuple(memories), tuple(turns),
-                               tuple(actions))
+                               tuple(actions), tuple(cards))
         if turns:
             turns.pop(0)
         elif any(r.score is not None for r in memories):  # recalled ones go before pinned facts
             worst = max(i for i, r in enumerate(memories) if r.score is not None)
             memories.pop(worst)
+        elif cards:
+            cards.pop()
         elif memories:
             memories.pop()
         elif may_defer and len(actions) > 1:

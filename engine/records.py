@@ -55,6 +55,17 @@ class Turn:
         return self.shown if self.shown is not None else self.narration
 
 
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A story card: lore that enters the prompt when one of its keys is mentioned."""
+    id: int
+    campaign_id: int
+    keys: tuple[str, ...]  # as written, and in the model's language where translated
+    text: str  # in the model's language
+    written: str  # as the admin wrote it
+    created: float
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class NewMemory:
     kind: str  # "exact", "summary" or "fact"

@@ -1,10 +1,20 @@
-"""The store's tables about the table itself rather than the story: who plays in the rounds.
+"""The store's tables about the table rather than the story: who plays in the rounds, and story cards.
 
 A mixin of Store (engine/store.py), which holds the connection, the lock and the transactions.
 """
 from __future__ import annotations
 
+import json
 import time
+from typing import Sequence
+
+from engine.records import Card
+
+_CARD_COLUMNS = "id, campaign_id, keys, text, written, created"
+
+
+def _card(row: Sequence) -> Card:
+    return Card(row[0], row[1], tuple(json.loads(row[2])), *row[3:])
 
 
 class TableTables:
@@ -24,3 +34,21 @@ class TableTables:
         rows = await self._rows(  # type: ignore[attr-defined]
             "SELECT author_id, name, joined FROM players WHERE campaign_id = ? ORDER BY updated", (campaign_id,))
         return {author: (name, bool(joined)) for author, name, joined in rows}
+
+    # --- story cards ---
+    async def add_card(self, campaign_id: int, keys: Sequence[str], text: str, written: str) -> Card:
+        async with self._write() as conn:  # type: ignore[attr-defined]
+            rows = await conn.execute_fetchall(
+                f"INSERT INTO cards (campaign_id, keys, text, written, created) VALUES (?, ?, ?, ?, ?)"
+                f" RETURNING {_CARD_COLUMNS}", (campaign_id, json.dumps(list(keys)), text, written, time.time()))
+        return _card(list(rows)[0])
+
+    async def cards(self, campaign_id: int) -> list[Card]:
+        rows = await self._rows(  # type: ignore[attr-defined]
+            f"SELECT {_CARD_COLUMNS} FROM cards WHERE campaign_id = ? ORDER BY id", (campaign_id,))
+        return [_card(row) for row in rows]
+
+    async def remove_card(self, campaign_id: int, card_id: int) -> bool:
+        async with self._write() as conn:  # type: ignore[attr-defined]
+            cursor = await conn.execute("DELETE FROM cards WHERE campaign_id = ? AND id = ?", (campaign_id, card_id))
+        return cursor.rowcount > 0

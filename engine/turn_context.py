@@ -62,21 +62,33 @@ class RememberedEntry:
 
 
 @dataclass(frozen=True)
+class UsedCard:
+    id: int
+    key: str  # the key that was mentioned
+    text: str
+
+    def line(self) -> str:
+        return f"#{self.id} (key: {self.key}) {self.text}"
+
+
+@dataclass(frozen=True)
 class PromptMemory:
-    """What one turn's prompt held from memory: pinned facts, recalled entries, the recent turns."""
+    """What one turn's prompt held from memory: pinned facts, story cards, recalled entries, the recent turns."""
     pinned: tuple[RememberedEntry, ...]
     recalled: tuple[RememberedEntry, ...]
     window: tuple[int, ...]  # numbers of the recent turns that fitted in the prompt
     offered: tuple[int, ...]  # numbers of the recent turns the prompt could have held
     prompt_tokens: int
     budget: int
+    cards: tuple[UsedCard, ...] = ()
 
     @classmethod
     def of(cls, built: BuiltPrompt, offered: Sequence[Turn], budget: int) -> PromptMemory:
         pinned = tuple(RememberedEntry.of(r) for r in built.memories if r.score is None)
         recalled = tuple(RememberedEntry.of(r) for r in built.memories if r.score is not None)
+        cards = tuple(UsedCard(t.card.id, t.key, t.card.text) for t in built.cards)
         return cls(pinned, recalled, tuple(t.number for t in built.turns), tuple(t.number for t in offered),
-                   built.tokens, budget)
+                   built.tokens, budget, cards)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,13 +97,17 @@ class PromptMemory:
     def from_dict(cls, data: dict[str, Any]) -> PromptMemory:
         entries = lambda items: tuple(RememberedEntry(**{**e, "words": tuple(e.get("words", ()))}) for e in items)
         return cls(entries(data.get("pinned", [])), entries(data.get("recalled", [])), tuple(data.get("window", [])),
-                   tuple(data.get("offered", [])), int(data.get("prompt_tokens", 0)), int(data.get("budget", 0)))
+                   tuple(data.get("offered", [])), int(data.get("prompt_tokens", 0)), int(data.get("budget", 0)),
+                   tuple(UsedCard(**c) for c in data.get("cards", [])))
 
     def lines(self, turn_number: int) -> list[str]:
         """A plain-text account for the players (the cog and the terminal add their own markup)."""
         out = [f"Turn {turn_number}'s prompt: {self.prompt_tokens} of {self.budget} tokens."]
         out.append("Pinned facts:" if self.pinned else "Pinned facts: none")
         out += [f"  {e.line()}" for e in self.pinned]
+        if self.cards:  # only when a key was mentioned: most turns use none
+            out.append("Story cards:")
+            out += [f"  {c.line()}" for c in self.cards]
         out.append("Recalled from memory:" if self.recalled else "Recalled from memory: nothing")
         out += [f"  {e.line()}" for e in self.recalled]
         if self.window:

@@ -269,3 +269,19 @@ async def test_memory_show_translates_only_the_opening_a_line_shows(world, model
     assert sent == sentences[:len(sent)] and 8 <= len(sent) < 20  # whole sentences, as many as a line needs
     assert line.startswith(f"📌 `#{memory.id}` Дракон 0 спит. Дракон 1 спит.") and line.endswith("…")
     assert len(line) <= len(f"📌 `#{memory.id}` ") + 150
+
+
+async def test_a_story_card_is_kept_in_the_models_language_and_its_keys_in_both(world, model, translator):
+    campaign = await russian_table(world)
+    written = "Трактирщик спит в таверне."
+    added = reply_text(await world.slash(world.gm, world.table, "dm card add", keys="трактирщик", text=written))
+    (card,) = await world.store.cards(campaign.id)
+    assert card.written == written and card.text == fake_translate(written, "ru", "en")
+    assert card.keys == ("трактирщик", "innkeeper") and card.text in added
+    await world.alice.send(world.table, "Я иду в таверну, трактирщик!")  # the key as the players write it
+    model.script = "The innkeeper snores."
+    await world.slash(world.alice, world.table, "dm continue")
+    assert card.text in model.calls[-1][0] and written not in model.calls[-1][0]
+    await world.alice.send(world.table, "Я открываю дверь.")  # no key here, but the last narration had one
+    await world.slash(world.alice, world.table, "dm continue")
+    assert card.text in model.calls[-1][0]

@@ -25,8 +25,10 @@ def play(config: str, lines: list[str], *args: str) -> subprocess.CompletedProce
 
 def test_play_mode_plays_remembers_and_keeps_the_campaign(tmp_path):
     config = write_config(tmp_path)
-    first = play(config, ["/memory last", "I open the tavern door.", "/pin The cellar password is blue heron.", "/memory",
-                          "", "/continue", "/memory last", "/undo", "/help", "/quit"], "--player", "Bram", "--campaign", "Mill")
+    first = play(config, ["/memory last", "/card Mirelda, innkeeper = Mirelda runs the inn.", "/card no equals sign",
+                          "I open the tavern door.", "/pin The cellar password is blue heron.", "/memory",
+                          "", "/continue", "/memory last", "/cards", "/undo", "/help", "/quit"],
+                 "--player", "Bram", "--campaign", "Mill")
     assert first.returncode == 0, first.stderr
     out = first.stdout
     assert "[loading models" in out and "Campaign 'Mill' (0 turns so far)" in out
@@ -36,6 +38,8 @@ def test_play_mode_plays_remembers_and_keeps_the_campaign(tmp_path):
     assert "(no turn has been narrated yet)" in out  # /memory last before the first turn
     assert "Turn 2's prompt:" in out and "Recent story: turn 1" in out  # ...and after the second
     assert "(turn 2 undone)" in out and "/retry" in out and "(saved; goodbye)" in out
+    assert "(card #1 [Mirelda, innkeeper]: Mirelda runs the inn.)" in out and "(usage: /card <keys" in out
+    assert "  #1 [Mirelda, innkeeper] Mirelda runs the inn." in out
     assert "Traceback" not in out + first.stderr
     again = play(config, ["/memory"], "--campaign", "Mill")  # ends at end of input, like Ctrl-D
     assert again.returncode == 0 and "Campaign 'Mill' (1 turns so far)" in again.stdout
