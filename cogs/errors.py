@@ -6,7 +6,8 @@ import logging
 import discord
 from discord import app_commands
 
-from engine.errors import BadInput, Busy, Cancelled, EngineError, PicturesUnavailable, Unavailable
+from engine.errors import (BadInput, Busy, Cancelled, EngineError, PicturesUnavailable, TranslatorUnavailable,
+                           Unavailable)
 
 log = logging.getLogger(__name__)
 NO_PINGS = discord.AllowedMentions.none()
@@ -33,6 +34,8 @@ def _friendly(error: BaseException) -> str:
         return f"⏳ {error} (queue: {error.queue_length})."
     if isinstance(error, PicturesUnavailable):
         return f"🎨 No picture this time: {error}."
+    if isinstance(error, TranslatorUnavailable):
+        return f"🌐 No translation this time: {error}."
     if isinstance(error, Unavailable):
         return f"😴 The Dungeon Master cannot answer right now: {error}."
     if isinstance(error, Cancelled):

@@ -26,5 +26,9 @@ class PicturesUnavailable(Unavailable):
     """The picture server cannot paint right now (the Dungeon Master itself is fine)."""
 
 
+class TranslatorUnavailable(Unavailable):
+    """The translator cannot translate right now (the Dungeon Master itself is fine)."""
+
+
 class Cancelled(EngineError):
     """The job was cancelled before it finished."""

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from typing import Callable, Sequence
 
-from engine.errors import BadInput, Unavailable
+from engine.errors import BadInput, TranslatorUnavailable, Unavailable
 from engine.markup import complete_prefix, mask, paragraphs, pieces, unmask
 from engine.translators import Generate, Provider, language_problem
 
@@ -159,15 +159,17 @@ class Translation:
     async def _call(self, text: str, source: str, target: str, generate: Generate | None) -> str:
         assert self.provider is not None
         if self._clock() < self._paused_until:
-            raise Unavailable(f"translation is paused after {self.failures} failures: {self.last_error}")
+            raise TranslatorUnavailable(f"translation is paused after {self.failures} failures: {self.last_error}")
         if problem := language_problem(self.provider, source) or language_problem(self.provider, target):
-            raise Unavailable(problem)  # this campaign's setting, not an outage: the breaker is not told
+            raise TranslatorUnavailable(problem)  # this campaign's setting, not an outage: the breaker is not told
         try:
             raw = await self.provider.translate(text, source, target, generate)
             if not isinstance(raw, str) or not raw.strip() or len(raw) > 10 * len(text) + 200:
                 raise Unavailable(f"the {self.provider.name} translator answered with no usable translation")
         except Exception as exc:
-            error = exc if isinstance(exc, Unavailable) else Unavailable(f"the {self.provider.name} translator failed")
+            # The translator's own error, whatever the provider raised: callers tell it apart from the DM's.
+            error = TranslatorUnavailable(str(exc) if isinstance(exc, Unavailable) else
+                                          f"the {self.provider.name} translator failed")
             if not isinstance(exc, Unavailable):
                 log.exception("translation provider %s failed unexpectedly", self.provider.name)
             self._failed(str(error))

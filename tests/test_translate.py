@@ -17,7 +17,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from engine.errors import BadInput, Unavailable
+from cogs.errors import friendly
+from engine.errors import BadInput, TranslatorUnavailable, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.markup import complete_prefix, mask, paragraphs, pieces, unmask
@@ -370,6 +371,8 @@ async def test_circuit_breaker_pauses_then_tries_again(server, yandex):
     server.mode = "ok"  # it works again, but the breaker does not know yet
     error = await failure(translation.to_model("Я иду.", "ru", {}))
     assert "paused" in str(error) and "HTTP 500" in str(error)
+    assert isinstance(error, TranslatorUnavailable)  # told apart from the DM: the message names the translator
+    assert friendly(error).startswith("🌐 No translation this time: translation is paused")
     now[0] += 59
     await failure(translation.to_model("Я иду.", "ru", {}))
     assert len(server.texts) == asked  # nothing reached the server while paused
