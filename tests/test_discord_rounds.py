@@ -3,6 +3,8 @@ The round timer runs on SimCord's virtual clock (`advance_time`); it is set past
 since SimCord's settling fires any sleep that ends before its own deadline."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from discord_world import World, reply_text
 from test_discord import bot_config, make_bot, model, simcord_bot, start, world  # noqa: F401 (fixtures)
@@ -97,3 +99,35 @@ async def test_leave_stops_the_wait_and_settings_refuse_bad_round_values(world, 
     assert "`rounds` = False *(this campaign)*" in reply_text(off)
     await world.alice.send(world.table, "I wait for an answer.")
     assert await world.store.turn_count(campaign.id) == 1  # rounds off: only /dm continue narrates
+
+
+async def test_an_action_written_while_the_round_is_narrated_opens_the_next_round(world, model):
+    campaign = await start(world)
+    await world.alice.send(world.table, "I light a torch.")
+    await world.bob.send(world.table, "I guard the door.")
+    await world.slash(world.gm, world.table, "dm continue")
+    await rounds_on(world, timeout=0)
+    await world.alice.send(world.table, "I read the runes.")
+    model.token_delay = 0.2  # the narration takes a while, by the wall clock
+    generations = len(model.calls)
+
+    async def no_settle(*args, **kwargs):  # SimCord internal (see test_discord.slash_together)
+        return None
+
+    world.env._settle_internal = no_settle
+    try:
+        await world.bob.send(world.table, "I search the alcove.")  # the round is complete: it is narrated
+        for _ in range(200):  # until the model is writing, so the turn has taken its actions
+            if len(model.calls) > generations:
+                break
+            await asyncio.sleep(0.05)
+        assert len(model.calls) == generations + 1
+    finally:
+        del world.env._settle_internal
+    await world.alice.send(world.table, "I step back from the wall.")  # while the DM narrates
+    await world.env.settle()
+    turn = await world.store.last_turn(campaign.id)
+    assert turn.number == 2 and [a.text for a in turn.actions] == ["I read the runes.", "I search the alcove."]
+    assert [a.text for a in await world.store.pending_actions(campaign.id)] == ["I step back from the wall."]
+    assert len(model.calls) == generations + 1  # the next round waits for Bram
+    assert round_notes(world)[-1] == "-# 🎲 Round 3: waiting for Bram."
