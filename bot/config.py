@@ -189,6 +189,7 @@ class LLMConfig:
     device: str = setting("auto", _str(pattern=r"auto|cpu|cuda(:\d+)?|mps",
                                        what='"auto", "cpu", "cuda", "cuda:N" or "mps"'))
     dtype: str = setting("auto", _str(choices=("auto", "float32", "float16", "bfloat16")))
+    threads: int = setting(0, _int(0, 1024))  # torch's CPU threads; 0: torch's own choice
     cache_dir: str = setting("data/models", _path())
     context_tokens: int = setting(2048, _int(256, 131072))
     language: str = setting("en", _str(pattern=r"[A-Za-z]{2,8}", what="a language code of 2 to 8 letters"))

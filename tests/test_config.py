@@ -251,3 +251,21 @@ def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.runner.batch_size = 2  # type: ignore[misc]
     assert os.path.isabs(config.storage.path)
+
+
+def test_cpu_threads_reach_torch(tmp_path):
+    import torch
+
+    from bot.services import set_cpu_threads
+
+    path = tmp_path / "config.toml"
+    path.write_text("[llm]\nthreads = 1\n")
+    config = load_config(str(path))
+    before = torch.get_num_threads()
+    try:
+        set_cpu_threads(config.llm.threads)
+        assert config.llm.threads == 1 and torch.get_num_threads() == 1
+        set_cpu_threads(0)  # 0 leaves torch's choice alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
