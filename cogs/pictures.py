@@ -14,12 +14,21 @@ from cogs.errors import NO_PINGS, friendly
 from cogs.render import StreamTarget
 from engine.errors import EngineError
 from engine.jobs import Job
+from engine.narration import defuse_mentions
 from engine.pictures import PictureClient, Progress
 from engine.records import Campaign
+from engine.scene import PicturePrompt
 
 log = logging.getLogger(__name__)
 PICTURES_OFF = ("pictures are off. To turn them on, run an AUTOMATIC1111 (or Forge, SD.Next) web UI with --api "
                 "and set `enabled = true` and its `url` under [pictures] in config.toml (README, 'Pictures')")
+CAPTION_CHARS = 200
+
+
+def caption_line(picture: PicturePrompt) -> str:
+    """What was painted, in one short line under the picture: no markdown of its own, no pings."""
+    caption = shorten(" ".join(picture.caption.split()), CAPTION_CHARS)
+    return f"-# 🎨 {discord.utils.escape_markdown(defuse_mentions(caption))}"
 
 
 def progress_text(progress: Progress, width: int = 12) -> str:
@@ -83,7 +92,7 @@ class PictureDesk:
         finally:
             ticket.release()
 
-    async def _prompt(self, reply: Reply, campaign: Campaign, focus: str) -> str:
+    async def _prompt(self, reply: Reply, campaign: Campaign, focus: str) -> PicturePrompt:
         """The text model writes the prompt; while it serves turns, the user sees the picture wait."""
         handle = self.services.runner.submit(
             Job(campaign.id, campaign.channel_id, "picture_prompt", payload={"focus": focus}))
@@ -95,7 +104,7 @@ class PictureDesk:
             await reply.show("🎨 Looking at the scene…")
         return await handle.result()
 
-    async def _paint(self, reply: Reply, client: PictureClient, campaign: Campaign, prompt: str) -> None:
+    async def _paint(self, reply: Reply, client: PictureClient, campaign: Campaign, prompt: PicturePrompt) -> None:
         settings = self.services.narrator.campaign_settings(campaign)
         view = CancelPicture(client, reply.owner_id)
 
@@ -108,13 +117,11 @@ class PictureDesk:
             await reply.show(progress_text(progress), view=view, **extra)
 
         await reply.show("🎨 Painting the scene…", view=view)
-        picture = await client.paint(prompt, None if settings.picture_seed < 0 else settings.picture_seed,
+        picture = await client.paint(prompt.prompt, None if settings.picture_seed < 0 else settings.picture_seed,
                                      on_progress)
         view.stop()
         if view.cancelled:
             await reply.show("✋ The picture was cancelled.", view=None, attachments=[])
             return
         file = discord.File(io.BytesIO(picture.image), picture.filename, spoiler=settings.picture_spoiler)
-        caption = shorten(prompt, 300)
-        await reply.show(f"-# 🎨 {discord.utils.escape_markdown(caption)}", view=None,
-                        attachments=[file])
+        await reply.show(caption_line(prompt), view=None, attachments=[file])

@@ -18,7 +18,7 @@ from engine.recall import Recalled, turn_queries
 from engine.records import Action, Campaign, Card, Memory, Turn
 from engine.rounds import RoundRules
 from engine.runner import JobContext
-from engine.scene import PICTURE_SETTINGS, compose_picture_prompt, scene_prompt
+from engine.scene import PICTURE_SETTINGS, PicturePrompt, compose_picture_prompt, scene_prompt
 from engine.store import Store
 from engine.summarize import PipelineSummarizer, story_text, summary_pieces, summary_prompt, summary_settings
 from engine.textgen.base import TextBackend
@@ -326,21 +326,22 @@ class Narrator:
             raise Unavailable("the model wrote nothing this time; try /dm continue again")
         return narration, built, PromptMemory.of(built, turns, budget)
 
-    async def _picture_prompt(self, job: Job, ctx: JobContext) -> str:
-        """The current scene, condensed by the text model into a prompt for the picture server."""
+    async def _picture_prompt(self, job: Job, ctx: JobContext) -> PicturePrompt:
+        """The current scene as an engine.scene.PicturePrompt: the text model says where it happens,
+        the scene's words, the looks and the campaign's style say the rest."""
         campaign = await self.campaign(job.campaign_id)
         focus = str(job.payload.get("focus", "")).strip()[:200]
         if focus and self.translation.needed(campaign.language):  # the picture server reads English
             with contextlib.suppress(Unavailable):
                 focus = await self.translation.to_model(focus, campaign.language,
                                                         await self.store.glossary(campaign.id), ctx.generate)
-        scene = story_text(await self.store.recent_turns(campaign.id, 3))[-1500:] or campaign.premise
+        turns = await self.store.recent_turns(campaign.id, 3)
+        scene = story_text(turns)[-1500:] or campaign.premise
         if not scene and not focus:
             raise BadInput("there is no scene to paint yet: play a turn first, or give a focus")
-        rendered = self.backend.render(scene_prompt(scene or focus, focus))
-        description = await ctx.generate(rendered, PICTURE_SETTINGS, stream=False)
-        return compose_picture_prompt(clean_narration(description, set()), focus=focus, style=campaign.style,
-                                      scene=scene, looks=await self.store.looks(campaign.id))
+        answer = await ctx.generate(self.backend.render(scene_prompt(scene or focus)), PICTURE_SETTINGS, stream=False)
+        return compose_picture_prompt(clean_narration(answer, set()), focus=focus, style=campaign.style,
+                                      turns=turns, premise=campaign.premise, looks=await self.store.looks(campaign.id))
 
     async def _summarise(self, campaign: Campaign, ctx: JobContext, *, force: bool) -> str | None:
         every = self.campaign_settings(campaign).summarize_every

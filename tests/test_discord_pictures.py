@@ -75,10 +75,23 @@ async def test_a_picture_arrives_as_a_spoiler_with_progress_looks_and_focus(simc
     (attachment,) = final.attachments
     assert attachment.filename == "SPOILER_scene.png" and attachment.is_spoiler()
     prompt = sd.requests[-1]["prompt"]
-    assert prompt.startswith("the bard") and "Bram: stout dwarf, red braided beard" in prompt
-    assert sd.requests[-1]["negative_prompt"] == "blurry" and prompt[:40] in final.content
+    assert prompt.startswith("the bard, stout dwarf, red braided beard, ") and "Bram" not in prompt  # his look
+    assert "tavern" in prompt and "." not in prompt and sd.requests[-1]["negative_prompt"] == "blurry"
+    assert final.content.startswith("-# 🎨 Turn 1: the bard ") and "\n" not in final.content  # what was painted
     edits = edits_of_original(simcord_env)
     assert "🎨 Looking at the scene…" in edits and "🎨 Painting the scene…" in edits
+
+
+async def test_the_caption_is_one_escaped_line_that_pings_nobody(simcord_env, sd):
+    _, channel, alice = await table(simcord_env)
+    result = await alice.slash(channel, "dm picture", focus="**@everyone** look at <@123>\n# _the bard_")
+    final = result.response.message if result.response else result.followups[-1].message
+    assert final.content == "-# 🎨 The opening scene: @\u200beveryone look at @123 \\_the bard\\_ in the tavern"
+    assert sd.requests[-1]["prompt"].startswith("@everyone look at @123 _the bard_, tavern")
+    assert not final.mention_everyone and not final.mentions
+    patches = [e.json for e in simcord_env.http_requests
+               if e.method == "PATCH" and e.json and e.json.get("content")]
+    assert patches and all(j.get("allowed_mentions") == {"parse": []} for j in patches)
 
 
 @pytest.mark.parametrize("failure, expected", [
@@ -132,7 +145,8 @@ async def test_a_picture_after_the_token_expired_arrives_as_a_channel_message(si
     last = [m for m in channel.history() if m.author.id == simcord_env.bot.user.id][-1]
     assert last.interaction_metadata is None  # an ordinary message, not the interaction's reply
     (attachment,) = last.attachments
-    assert attachment.filename == "SPOILER_scene.png" and sd.requests[-1]["prompt"][:30] in last.content
+    assert attachment.filename == "SPOILER_scene.png"
+    assert last.content.startswith("-# 🎨 The opening scene: the bard")
     assert not any(m.components for m in channel.history() if m.author.id == simcord_env.bot.user.id
                    and m.attachments)  # the Cancel button went with the progress
     await alice.send(channel, "I order another ale.")
@@ -211,7 +225,8 @@ async def test_progress_edits_tick_with_the_clock_then_the_picture_arrives_as_a_
     await until_answered(simcord_env, painting)
     (attachment,) = result.response.attachments
     assert attachment.filename == "SPOILER_scene.png" and attachment.is_spoiler()
-    assert result.response.content.startswith("-# 🎨 the tavern") and buttons(result.response) == []
+    assert result.response.content.startswith("-# 🎨 The opening scene: the tavern")
+    assert buttons(result.response) == []
     assert sd.step == 4 and sd.interrupted == 0
 
 
