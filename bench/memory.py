@@ -185,12 +185,19 @@ def merge(base: dict, extra: dict) -> dict:
 
 
 async def campaign(mode: str, tokens: int, seed: int, overrides: dict) -> tuple[dict, dict]:
-    import torch
-
     folder = tempfile.mkdtemp(prefix=f"bench-memory-{mode}-")
     config = parse_config(merge({"storage": {"path": f"{folder}/dm.sqlite3"}, "llm": {"cache_dir": MODEL_CACHE}},
                                 overrides), "bench")
     services = await build_services(config, log.info)
+    try:
+        return await play(services, config, mode, tokens, seed)
+    finally:  # also when a turn fails: the model workers must not keep the process alive
+        await services.close()
+
+
+async def play(services, config, mode: str, tokens: int, seed: int) -> tuple[dict, dict]:
+    import torch
+
     backend = services.backend
     prompts: list[str] = []
     original = backend.generate_batch
@@ -247,7 +254,6 @@ async def campaign(mode: str, tokens: int, seed: int, overrides: dict) -> tuple[
         if copied:
             log.info("%s: fact %s: a keyword is in %d of %d narrations", mode, fact.id, copied, len(narrations))
     remembered = sum(1 for kind in how.values() if kind != "none")
-    await services.close()
     mem = config.memory
     used = {"top_k": mem.top_k, "min_score": mem.min_score, "recent_turns": mem.recent_turns,
             "chunk_chars": mem.chunk_chars, "summarize_every": mem.summarize_every}

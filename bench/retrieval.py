@@ -139,10 +139,19 @@ def turn_queries(rng, size: int, k: int) -> list[Query]:
 
 
 async def main(sizes: list[int], queries: int, turns: int, sqlite_vec: bool = True) -> dict:
-    rng = np.random.default_rng(7)
     conn, said = open_sqlite_vec() if sqlite_vec else (None, "skipped (--no-sqlite-vec)")
     embedder = ModelWorker("embedder", lambda: Embedder.load("bundled:minilm"))
-    await embedder.start()
+    try:
+        await embedder.start()
+        return await measure(embedder, conn, said, sizes, queries, turns)
+    finally:  # also when a step fails: the embedder's thread must not keep the process alive
+        await embedder.stop()
+        if conn is not None:
+            conn.close()
+
+
+async def measure(embedder, conn, said: str, sizes: list[int], queries: int, turns: int) -> dict:
+    rng = np.random.default_rng(7)
     texts = sentences(2000, rng)
     base = await embedder.call(lambda e: e.encode(texts))
     figures: dict = {"queries": queries, "turns": turns, "top_k": TOP_K, "vector_k": WANTED}
@@ -192,9 +201,6 @@ async def main(sizes: list[int], queries: int, turns: int, sqlite_vec: bool = Tr
                      figures[f"search_p50_ms_{size}"], figures[f"turn_recall_p50_ms_{size}"],
                      figures[f"ship_found_{size}"])
         await store.close()
-    await embedder.stop()
-    if conn is not None:
-        conn.close()
     figures["goal_search_p50_ms_100000"] = 10
     figures["goal_turn_recall_p50_ms_100000"] = 25
     return figures
