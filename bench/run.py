@@ -16,7 +16,8 @@ Usage: bench/run [--quick] [--full] [--only turn,retrieval,...] [--timeout 3600]
            takes one thread per core, as the bot does). On a 2-core machine that other work keeps
            busy, torch's 2 spinning threads slowed a 16-token generate from ~5 s to 37-66 s; 1 keeps
            the figures about the code rather than the scheduler.
-Names: startup, turn, batching, retrieval, backends (when bench/backends.py exists), memory, memory200.
+Names: startup, turn, batching, retrieval, backends (when bench/backends.py exists), memory, memory200,
+narration.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def plan(quick: bool, full: bool) -> list[Bench]:
         Bench("retrieval", "retrieval.py", [], ["--sizes", "2000", "10000", "--queries", "40", "--turns", "5"]),
         Bench("backends", "backends.py", [], ["--runs", "1", "--tokens", "32"]),
         Bench("memory", "memory.py", memory_mode + ["--tokens", "64"], ["--mode", "greedy", "--tokens", "16"]),
+        Bench("narration", "narration.py", [], ["--turns", "4", "--max-new-tokens", "48"]),
     ]
     if full:
         benches.append(Bench("memory200", "memory.py", ["--mode", "both", "--tokens", "200"],
@@ -251,8 +253,23 @@ def rows_backends(f: dict) -> list[tuple[str, str, str]]:
             ("load (cached) and first token", loads, "")]
 
 
+def rows_narration(f: dict) -> list[tuple[str, str, str]]:
+    count = f"{f.get('posted')} of {f.get('turns')} turns, {f.get('max_new_tokens')} new tokens, sampled"
+    return [(f"posted narrations that end at a sentence end ({count})",
+             f"**{num(f.get('ends_sentence_rate'))}** (raw model output {num(f.get('raw_ends_sentence_rate'))})",
+             f">= {f.get('goal_ends_sentence_rate', 1.0)}"),
+            ("posted narrations in the first person (outside quotes) or with a player's line",
+             f"**{num(f.get('off_voice_rate'))}** (first person {num(f.get('first_person_rate'))}, player's line "
+             f"{num(f.get('player_line_rate'))}); raw model output {num(f.get('raw_off_voice_rate'))}",
+             f"<= {f.get('goal_off_voice_rate', 0.05)}"),
+            ("mean length of a posted narration; seconds per turn",
+             f"{num(f.get('mean_chars'), 0)} characters, {num(f.get('mean_words'), 0)} words (raw "
+             f"{num(f.get('raw_mean_chars'), 0)}); {num(f.get('seconds_per_turn'), 1)} s per turn", "")]
+
+
 LAYOUT = {"turn": rows_turn, "batching": rows_batching, "retrieval": rows_retrieval, "memory": rows_memory,
-          "memory200": rows_memory, "startup": rows_startup, "backends": rows_backends}
+          "memory200": rows_memory, "startup": rows_startup, "backends": rows_backends,
+          "narration": rows_narration}
 
 
 def cell(text: str) -> str:

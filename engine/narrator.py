@@ -12,7 +12,7 @@ from engine.errors import BadInput, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.memory import MemoryBank
-from engine.narration import clean_narration, defuse_mentions, visible, whole_sentences
+from engine.narration import clean_narration, defuse_mentions, keep_voice, visible, whole_sentences
 from engine.prompt import BuiltPrompt, build_prompt, cut_action
 from engine.recall import Recalled, turn_queries
 from engine.records import Action, Campaign, Card, Memory, Turn
@@ -385,5 +385,7 @@ class Narrator:
 
 def posted_narration(text: str, player_names: set[str]) -> str:
     """A narration as the table sees it (and the story keeps it): the DM's lines only, whole sentences,
-    mentions defused."""
-    return defuse_mentions(whole_sentences(clean_narration(text, player_names)))
+    in the DM's voice (no sentence in the first person outside quotes, none speaking for a player,
+    unless nothing else is left), mentions defused; nothing when no word is left (a list's "9.")."""
+    text = defuse_mentions(whole_sentences(keep_voice(clean_narration(text, player_names), player_names)))
+    return text if any(char.isalpha() for char in text) else ""
