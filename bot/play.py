@@ -61,9 +61,12 @@ class TerminalGame:
             self.out.flush()
             shown = text
         result = await handle.result()
-        if live:  # the translated turn: what the stream had not shown yet
+        if narrating:  # what the story keeps: translated, whole sentences, the DM's voice only
             posted = result.turn.posted
-            self.out.write(posted[len(shown):] if posted.startswith(shown) else "\n" + posted)
+            if posted.startswith(shown):
+                self.out.write(posted[len(shown):])
+            elif posted.strip() != shown.strip():  # the stream showed the model's raw words
+                self.out.write(f"\n\n(kept in the story as:)\n{posted}")
             for note in result.notes:
                 self.say(f"\n({note})")
         if kind == "summary":
