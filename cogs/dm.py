@@ -23,7 +23,6 @@ from engine.errors import BadInput
 from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.records import Campaign
-from engine.rounds import round_state
 from engine.translate import Translation
 
 log = logging.getLogger(__name__)
@@ -174,11 +173,9 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         await self.rounds.keeper.check(campaign.id)
 
     async def round_line(self, campaign: Campaign) -> str:
-        rules = self.services.narrator.campaign_settings(campaign).rounds
-        if not rules.enabled:
+        state = await self.rounds.keeper.state(campaign)
+        if state is None:
             return "🎲 Rounds: off (the DM narrates on `/dm continue`)"
-        state = dataclasses.replace(await round_state(self.services.store, campaign, rules.window),
-                                    deadline=self.rounds.keeper.deadline(campaign.id))
         return f"🎲 {state.line(asyncio.get_running_loop().time())}"
 
     @commands.Cog.listener()

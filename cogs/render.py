@@ -126,7 +126,6 @@ class NarrationStream:
             await self._put(index, "-# …")
 
 
-
 async def narrate(services: Services, target: StreamTarget, handle: JobHandle, note: str = "") -> None:
     """A turn job into Discord: its place in the queue while it waits, the narration as it streams
     (translated sentence by sentence where the campaign needs it), then the saved turn with its notes."""

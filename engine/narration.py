@@ -25,7 +25,7 @@ def clean_narration(text: str, player_names: set[str]) -> str:
     """The narration without lines where the model plays the players (or itself) again: a player's
     line at the very start is dropped, and everything from the next speaker's line on is cut."""
     text = re.sub(r"^\s*DM\s*:\s*", "", text.strip())
-    names = "|".join(re.escape(n) for n in player_names if n)
+    names = _names(player_names)
     if names:  # "Bram: ...", also "**Bram:**" and a numbered "1. Bram: ..."
         player_line = re.compile(rf"^\s*{_LIST_MARK}({names})[*_]*\s*:[^\n]*(\n|$)")
         while match := player_line.match(text):

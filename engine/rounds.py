@@ -60,7 +60,8 @@ def duration(seconds: float) -> str:
 async def round_state(store: Store, campaign: Campaign, window: int) -> RoundState:
     """Who the campaign's current round has heard from, and who it still waits for."""
     active: dict[int, str] = {}
-    for turn in await store.recent_turns(campaign.id, window):
+    turns = await store.recent_turns(campaign.id, window)  # window >= 1: the last turn is among them
+    for turn in turns:
         for action in turn.actions:
             active[action.author_id] = action.author_name
     for author, (name, joined) in (await store.players(campaign.id)).items():
@@ -71,9 +72,8 @@ async def round_state(store: Store, campaign: Campaign, window: int) -> RoundSta
     acted: dict[int, str] = {}
     for action in await store.pending_actions(campaign.id):
         acted.setdefault(action.author_id, action.author_name)
-    last = await store.last_turn(campaign.id)
     waiting = tuple(name for author, name in active.items() if author not in acted)
-    return RoundState((last.number if last else 0) + 1, tuple(acted.values()), waiting)
+    return RoundState((turns[-1].number if turns else 0) + 1, tuple(acted.values()), waiting)
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,13 @@ class RoundKeeper:
     def deadline(self, campaign_id: int) -> float | None:
         timer = self._timers.get(campaign_id)
         return timer[0] if timer else None
+
+    async def state(self, campaign: Campaign) -> RoundState | None:
+        """The campaign's round as it stands, with its timer; None when rounds are off."""
+        rules = self._rules(campaign)
+        if not rules.enabled:
+            return None
+        return replace(await round_state(self.store, campaign, rules.window), deadline=self.deadline(campaign.id))
 
     async def check(self, campaign_id: int) -> None:
         """Something changed (an action came, went or was edited, a turn ended, a setting changed)."""
@@ -132,14 +139,11 @@ class RoundKeeper:
     async def _decide(self, campaign_id: int) -> None:
         campaign = await self.store.get_campaign(campaign_id)
         rules = self._rules(campaign) if campaign is not None and campaign.active else None
-        if campaign is None or rules is None or not rules.enabled:
-            self._cancel_timer(campaign_id)
-            await self._close(campaign_id)
-            return
-        if self._busy.get(campaign_id):
+        on = rules is not None and rules.enabled
+        if on and self._busy.get(campaign_id):
             return  # narrating: whatever came waits for the next round
-        state = await round_state(self.store, campaign, rules.window)
-        if not state.acted:
+        state = await round_state(self.store, campaign, rules.window) if on else None
+        if state is None or not state.acted:  # rounds off, campaign ended, or nobody has acted yet
             self._cancel_timer(campaign_id)
             await self._close(campaign_id)
             return

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from engine.generation import GenerationSettings
+from engine.recall import STOPWORDS
 from engine.records import Turn
 from engine.textgen.base import Prompt
 
@@ -32,10 +33,7 @@ def _words(text: str) -> set[str]:
     return set(text.split())
 
 
-STOP = _words("""a an the and or but of in on at to by for from with into onto over under near as is are was
-    were be been his her its their our my your this that these those there here who which what where when
-    while then than very any many some all each every no not it he she they we you i me him them us one
-    two only just also so up down out off through across about before after behind beside above below""")
+STOP = STOPWORDS | _words("near across behind beside many every two")  # recall's, and words no adjective is
 ADJECTIVES = _words("""old dark cold warm great small vast tall huge grand dim ancient abandoned ruined haunted
     quiet busy empty narrow wide deep high low misty foggy snowy frozen burning flooded sunken hidden
     secret long broken crumbling dusty damp wet gloomy bright golden silver stone wooden iron marble oak
