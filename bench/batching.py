@@ -28,10 +28,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from engine.generation import GenerationSettings  # noqa: E402
-from engine.jobs import Job  # noqa: E402
-from engine.runner import JobContext, Runner  # noqa: E402
+from engine.jobs.job import Job  # noqa: E402
+from engine.jobs.runner import JobContext, Runner  # noqa: E402
 from engine.textgen.base import Prompt  # noqa: E402
-from engine.worker import ModelWorker  # noqa: E402
+from engine.jobs.worker import ModelWorker  # noqa: E402
 
 log = logging.getLogger("bench.batching")
 NEW_TOKENS = 64

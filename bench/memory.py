@@ -25,8 +25,8 @@ from common import MODEL_CACHE, emit, log
 
 from bot.config import parse_config
 from bot.services import build_services
-from engine.jobs import Job
-from engine.prompt import INSTRUCTIONS
+from engine.jobs.job import Job
+from engine.table.prompt import INSTRUCTIONS
 
 GOAL_RATE = 0.9  # the goal: 9 of 10 facts (here 11 of 12)
 PREMISE = ("The free port of Saltmere on a storm-wracked coast, where four companions seek their fortune "

@@ -4,10 +4,10 @@ A scripted campaign (three named players, varied actions: fights, talk with NPCs
 quoted words, first-person and third-person actions, a turn with only a direction) is played through
 the whole engine: the bundled text model, the shipped generation settings (sampled, a fixed seed),
 SQLite in a temp folder, offline. Every narration the model drew is recorded as it came out (raw)
-and as it was posted (engine.narrator.posted_narration: cleaned, whole sentences). Figures:
+and as it was posted (engine.table.narrator.posted_narration: cleaned, whole sentences). Figures:
 - ends_sentence_rate: share of posted narrations ending at a sentence end (goal 1.0);
 - off_voice_rate: share of posted narrations with a sentence in the first person outside quotes or a
-  player's line (engine.narration.voice_faults; goal <= 0.05); first_person_rate and
+  player's line (engine.table.narration.voice_faults; goal <= 0.05); first_person_rate and
   player_line_rate split it; raw_* the same for the model's raw draws, before cleaning;
 - mean_chars, mean_words of the posted narrations (raw_mean_chars beside them);
 - seconds_per_turn, and how many turns needed a second draw or failed.
@@ -29,8 +29,8 @@ from bot.config import parse_config
 from bot.services import build_services
 from engine.errors import EngineError
 from engine.generation import GenerationSettings
-from engine.jobs import Job
-from engine.narration import ends_at_sentence, first_person, player_line, voice_faults
+from engine.jobs.job import Job
+from engine.table.narration import ends_at_sentence, first_person, player_line, voice_faults
 
 GOAL_ENDS, GOAL_OFF_VOICE = 1.0, 0.05
 NOW_HEADER = "What the players do now:"

@@ -30,14 +30,14 @@ import time
 import numpy as np
 from common import emit, log, percentile
 
-from engine.embeddings import Embedder
-from engine.memory import MemoryBank
-from engine.memory_store import PINNED_KEY
-from engine.recall import Query
+from engine.memory.embeddings import Embedder
+from engine.memory.bank import MemoryBank
+from engine.store.memories import PINNED_KEY
+from engine.memory.recall import Query
 from engine.records import Action, NewMemory
-from engine.store import Store
-from engine.vector_index import VectorIndex
-from engine.worker import ModelWorker
+from engine.store.campaigns import Store
+from engine.memory.vector_index import VectorIndex
+from engine.jobs.worker import ModelWorker
 
 SUBJECTS = ["Bram", "Ilsa", "the innkeeper Marla", "the smith Tolda", "a hooded stranger", "the guard captain"]
 VERBS = ["owes", "hides", "promised", "stole", "found", "sold", "lost", "guards"]
@@ -45,7 +45,7 @@ OBJECTS = ["30 gold coins", "the cellar key", "a silver dagger", "the map of Var
            "the sword Dawnbreaker", "a vial of nightshade", "the password blue heron"]
 RARE_EVERY = 500
 TOP_K = 5
-WANTED = TOP_K * 4 + 8  # how many the engine's search takes by meaning before fusing (engine/memory.py)
+WANTED = TOP_K * 4 + 8  # how many the engine's search takes by meaning before fusing (engine/memory/bank.py)
 EMBEDDER_ID = "all-MiniLM-L6-v2"
 
 

@@ -22,7 +22,7 @@ from common import MODEL_CACHE, emit, log, median
 
 from bot.config import parse_config
 from bot.services import build_services
-from engine.jobs import Job
+from engine.jobs.job import Job
 
 SETTINGS = {"do_sample": False}
 

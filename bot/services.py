@@ -11,22 +11,22 @@ import aiohttp
 from pathlib import Path
 
 from bot.config import Config, PicturesConfig, TranslationConfig
-from engine.embeddings import Embedder
+from engine.memory import Embedder
 from engine.memory import MemoryBank
-from engine.narrator import Narrator, NarratorSettings
-from engine.painter import Painter
+from engine.table import Narrator, NarratorSettings
+from engine.pictures import Painter
 from engine.pictures import PictureClient, PictureSettings
-from engine.prompt_guard import PromptGuard
-from engine.runner import Runner
+from engine.jobs import PromptGuard
+from engine.jobs import Runner
 from engine.store import Store
-from engine.summarize import PipelineSummarizer
+from engine.memory import PipelineSummarizer
 from engine.textgen.base import TextBackend
 from engine.textgen.llamacpp_backend import LlamaCppBackend, gguf_path, import_llama_cpp
 from engine.textgen.openai_backend import OpenAIBackend, ServerSettings
 from engine.textgen.transformers_backend import TransformersBackend, pick_device
-from engine.translate import Translation
-from engine.translators import LibreTranslateProvider, LLMProvider, Provider, YandexProvider
-from engine.worker import ModelWorker
+from engine.translation import Translation
+from engine.translation import LibreTranslateProvider, LLMProvider, Provider, YandexProvider
+from engine.jobs import ModelWorker
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]

@@ -23,7 +23,7 @@ from engine.errors import BadInput
 from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.records import Campaign
-from engine.translate import Translation
+from engine.translation import Translation
 
 log = logging.getLogger(__name__)
 PREMISE_MAX_CHARS = 1000

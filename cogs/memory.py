@@ -12,8 +12,8 @@ from cogs.common import campaign_here, require_admin, shorten
 from cogs.errors import NO_PINGS, friendly
 from engine.errors import BadInput, EngineError, Unavailable
 from engine.records import Memory
-from engine.translate import Translation, opening
-from engine.turn_context import PromptMemory
+from engine.translation import Translation, opening
+from engine.table.context import PromptMemory
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 10

@@ -14,10 +14,10 @@ from cogs.errors import NO_PINGS, friendly
 from cogs.render import StreamTarget
 from engine.errors import EngineError
 from engine.jobs import Job
-from engine.narration import defuse_mentions
+from engine.table import defuse_mentions
 from engine.pictures import PictureClient, Progress
 from engine.records import Campaign
-from engine.scene import PicturePrompt
+from engine.pictures import PicturePrompt
 
 log = logging.getLogger(__name__)
 PICTURES_OFF = ("pictures are off. To turn them on, run an AUTOMATIC1111 (or Forge, SD.Next) web UI with --api "

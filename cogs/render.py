@@ -14,7 +14,7 @@ from cogs.common import shorten
 from cogs.errors import NO_PINGS, friendly
 from engine.errors import EngineError
 from engine.jobs import JobHandle
-from engine.narration import defuse_mentions
+from engine.table import defuse_mentions
 
 log = logging.getLogger(__name__)
 LIMIT = 2000

@@ -14,7 +14,7 @@ from cogs.render import StreamTarget, narrate
 from engine.errors import EngineError
 from engine.jobs import Job
 from engine.records import Campaign
-from engine.rounds import RoundKeeper, RoundState
+from engine.table.rounds import RoundKeeper, RoundState
 
 log = logging.getLogger(__name__)
 

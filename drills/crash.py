@@ -86,7 +86,7 @@ _SUMMARY = "In short the party explored the tavern cellar and found new clues ab
 
 def drill_reply(text: str, settings) -> list[str]:
     """Distinct per prompt (so every turn's narration is a new memory), free of speaker lines."""
-    from engine.summarize import SUMMARY_INSTRUCTIONS
+    from engine.memory.summarize import SUMMARY_INSTRUCTIONS
 
     words = _SUMMARY if text.startswith(SUMMARY_INSTRUCTIONS) else _SCENE
     tag = f"[{zlib.crc32(text.encode()):08x}]"
@@ -104,15 +104,15 @@ async def child_main(db: str, life: int, seed: int, final: bool, embedder_kind: 
     from scripted_backend import ScriptedBackend
 
     from engine.generation import GenerationSettings
-    from engine.jobs import Job
-    from engine.memory import MemoryBank
-    from engine.narrator import Narrator, NarratorSettings
-    from engine.prompt_guard import PromptGuard
-    from engine.runner import Runner
-    from engine.store import Store
-    from engine.summarize import SUMMARY_INSTRUCTIONS
-    from engine.translate import Translation
-    from engine.worker import ModelWorker
+    from engine.jobs.job import Job
+    from engine.memory.bank import MemoryBank
+    from engine.table.narrator import Narrator, NarratorSettings
+    from engine.jobs.guard import PromptGuard
+    from engine.jobs.runner import Runner
+    from engine.store.campaigns import Store
+    from engine.memory.summarize import SUMMARY_INSTRUCTIONS
+    from engine.translation.translate import Translation
+    from engine.jobs.worker import ModelWorker
 
     lock = threading.Lock()
 
@@ -123,7 +123,7 @@ async def child_main(db: str, life: int, seed: int, final: bool, embedder_kind: 
             return super().generate_batch(requests, on_token, should_stop)
 
     if embedder_kind == "minilm":
-        from engine.embeddings import Embedder
+        from engine.memory.embeddings import Embedder
         embed = Embedder.load("bundled:minilm")
     else:
         embed = HashEmbedder()

@@ -63,7 +63,7 @@ NARRATION = "The torchlight wavers, and somewhere below a door groans open."
 LONG_STORY = "\n\n".join(" ".join(f"Part {c}, line {n}: the lantern sways while the party goes down one more step."
                                    for n in range(8)) for c in range(4))  # two Discord messages
 LOCK_BRIEF_S, LOCK_LONG_S = 2.0, 7.0  # the store's busy_timeout is 5 s: one within it, one past it
-HANDLER_LOGGERS = {"cogs.errors": "command ", "engine.runner": "job "}  # who logs a handled failure, how
+HANDLER_LOGGERS = {"cogs.errors": "command ", "engine.jobs.runner": "job "}  # who logs a handled failure, how
 # What the bot shows while it works (cogs/dm.py, cogs/pictures.py): left in a message when all is over,
 # the table waits for something that never comes.
 STILL_WORKING = (WRITING_MARK, "⏳ Waiting for the DM", "🎨 Looking at the scene", "🎨 Painting the scene",
@@ -167,7 +167,7 @@ class Shared:
 
     @classmethod
     def open(cls, embedder=None) -> "Shared":
-        from engine.embeddings import Embedder
+        from engine.memory.embeddings import Embedder
 
         book = LogBook()
         logging.getLogger().addHandler(book)
@@ -497,10 +497,10 @@ def waits_declared(env: simcord.Env):
     """txt2img and the wait between progress polls declared as outside input, as the `painting` fixture
     of tests/test_discord_pictures.py does: undeclared, SimCord never lets its clock (and with it the
     polls and the request's timeout) move while the server is silent, and the table hangs in the drill."""
-    import engine.pictures
-    from engine.pictures import PictureClient
+    import engine.pictures.client
+    from engine.pictures.client import PictureClient
 
-    txt2img, module_asyncio = PictureClient.txt2img, engine.pictures.asyncio
+    txt2img, module_asyncio = PictureClient.txt2img, engine.pictures.client.asyncio
 
     async def declared_txt2img(self, *args, **kwargs):
         return await env.external_wait(txt2img(self, *args, **kwargs), reason="AUTOMATIC1111 txt2img")
@@ -512,11 +512,11 @@ def waits_declared(env: simcord.Env):
         async def wait(self, tasks, **options):
             return await env.external_wait(asyncio.wait(tasks, **options), reason="the picture or the next poll")
 
-    PictureClient.txt2img, engine.pictures.asyncio = declared_txt2img, DeclaredWaits()
+    PictureClient.txt2img, engine.pictures.client.asyncio = declared_txt2img, DeclaredWaits()
     try:
         yield
     finally:
-        PictureClient.txt2img, engine.pictures.asyncio = txt2img, module_asyncio
+        PictureClient.txt2img, engine.pictures.client.asyncio = txt2img, module_asyncio
 
 
 def picture_fault(name: str, about: str, setup: Callable[[Play], None], shown: str, heal: Callable[[Play], None],

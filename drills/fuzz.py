@@ -577,7 +577,7 @@ async def run_fuzz(messages: int = 1000, seed: int = 1, *, real=None, embedder=N
         from engine.textgen.transformers_backend import TransformersBackend
         real = TransformersBackend.load("bundled:smollm2", device="cpu", cache_dir=MODEL_CACHE)
     if embedder is None:
-        from engine.embeddings import Embedder
+        from engine.memory.embeddings import Embedder
         embedder = Embedder.load("bundled:minilm")
     tally, rng = Tally(), random.Random(seed)
     # The "model" draws from its own generator (on its worker thread), so a run replays from its seed.

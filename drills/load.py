@@ -465,7 +465,7 @@ async def play(args: argparse.Namespace, embedder: Any = None) -> dict[str, Any]
     import cogs.render
     from bot.app import create_bot
     from bot.config import parse_config
-    from engine.embeddings import Embedder
+    from engine.memory.embeddings import Embedder
 
     if args.real_model:
         from engine.textgen.transformers_backend import TransformersBackend

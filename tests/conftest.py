@@ -28,7 +28,7 @@ def text_backend():
 
 @pytest.fixture(scope="session")
 def embedder():
-    from engine.embeddings import Embedder
+    from engine.memory.embeddings import Embedder
 
     return Embedder.load("bundled:minilm")
 
@@ -41,7 +41,7 @@ def db_path(tmp_path) -> str:
 @pytest.fixture
 async def store(db_path):
     """A real store in this test's SQLite file."""
-    from engine.store import Store
+    from engine.store.campaigns import Store
 
     opened = await Store.open(db_path)
     yield opened
@@ -51,8 +51,8 @@ async def store(db_path):
 @pytest.fixture
 async def bank(store, embedder):
     """Memory over that store, with the session's embedder in its own worker thread."""
-    from engine.memory import MemoryBank
-    from engine.worker import ModelWorker
+    from engine.memory.bank import MemoryBank
+    from engine.jobs.worker import ModelWorker
 
     worker = ModelWorker("embedder", lambda: embedder)
     await worker.start()

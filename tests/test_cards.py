@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_prompt import CAMPAIGN, PINNED, RECALLED, TURNS, action, build
 
-from engine.cards import MAX_KEYS, Triggered, mentions, parse_keys, triggered_cards
+from engine.table.cards import MAX_KEYS, Triggered, mentions, parse_keys, triggered_cards
 from engine.errors import BadInput
 from engine.records import Card, Turn
 

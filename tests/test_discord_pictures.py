@@ -156,7 +156,7 @@ async def test_a_picture_after_the_token_expired_arrives_as_a_channel_message(si
 
 
 class PollsOnTheVirtualClock:
-    """engine.pictures' `asyncio`, in which the wait for 'the picture or the next progress poll' is
+    """engine.pictures.client' `asyncio`, in which the wait for 'the picture or the next progress poll' is
     declared as outside input. Undeclared, SimCord fires that one-second timer by the wall clock, and
     only once every other bot task has settled, i.e. never while the txt2img request is in flight."""
 
@@ -177,8 +177,8 @@ def painting(simcord_env, monkeypatch) -> asyncio.Event:
     the server has answered txt2img. Tests that use it need `timeout_s` beyond the settle timeout:
     aiohttp's own timeout timer is no wake-up SimCord can put on the virtual clock, so a shorter one
     would hold every operation until it fires by the wall clock."""
-    import engine.pictures
-    from engine.pictures import PictureClient
+    import engine.pictures.client
+    from engine.pictures.client import PictureClient
 
     txt2img, answered = PictureClient.txt2img, asyncio.Event()
 
@@ -190,7 +190,7 @@ def painting(simcord_env, monkeypatch) -> asyncio.Event:
             answered.set()
 
     monkeypatch.setattr(PictureClient, "txt2img", declared_txt2img)
-    monkeypatch.setattr(engine.pictures, "asyncio", PollsOnTheVirtualClock(simcord_env))
+    monkeypatch.setattr(engine.pictures.client, "asyncio", PollsOnTheVirtualClock(simcord_env))
     return answered
 
 

@@ -165,7 +165,7 @@ def test_auto_gptq_refusals_are_one_line(checkpoint, tmp_path):
 async def test_a_whole_turn_plays_on_auto_gptq(make_config, checkpoint, embedder, tmp_path):
     """bot.services loads the GPTQ model itself (backend = "auto-gptq") and the turn pipeline runs on it."""
     from bot.services import build_services
-    from engine.jobs import Job
+    from engine.jobs.job import Job
     from engine.textgen.transformers_backend import TransformersBackend
 
     config = make_config(llm={"backend": "auto-gptq", "model": str(checkpoint[0]), "device": "cpu",
@@ -224,7 +224,7 @@ def test_gptqmodels_plain_torch_kernel_matches_the_encoded_weights(checkpoint, r
 @needs_gptqmodel
 async def test_a_whole_turn_plays_on_transformers_with_a_gptq_folder(make_config, checkpoint, embedder):
     from bot.services import build_services
-    from engine.jobs import Job
+    from engine.jobs.job import Job
 
     config = make_config(llm={"model": str(checkpoint[0]), "device": "cpu", "context_tokens": 256,
                               "generation": {"max_new_tokens": 8}}, runner={"batch_wait_ms": 5})

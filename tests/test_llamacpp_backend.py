@@ -13,7 +13,7 @@ import pytest
 
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
-from engine.jobs import Job
+from engine.jobs.job import Job
 from engine.textgen.base import GenRequest, Prompt
 
 try:

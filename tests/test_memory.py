@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.memory import chunk_text
+from engine.text import chunk_text
 from engine.records import NewMemory
 
 # ----- chunk_text -----

@@ -1,11 +1,11 @@
-"""The DM's voice: narration in the second or third person, never a player's lines (engine/narration.py)."""
+"""The DM's voice: narration in the second or third person, never a player's lines (engine/table/narration.py)."""
 from __future__ import annotations
 
 import pytest
 
-from engine.narration import (clean_narration, ends_at_sentence, first_person, keep_voice, player_line, sentences,
+from engine.table.narration import (clean_narration, ends_at_sentence, first_person, keep_voice, player_line, sentences,
                               voice_faults)
-from engine.narrator import posted_narration
+from engine.table.narrator import posted_narration
 
 NAMES = {"Bram", "Ilsa", "Kel"}
 

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from engine.errors import BadInput
-from engine.jobs import Job
+from engine.jobs.job import Job
 
 
 async def turn(services, campaign, kind="turn", **payload):

@@ -9,11 +9,11 @@ import pytest
 
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
-from engine.jobs import Job
-from engine.runner import Runner
+from engine.jobs.job import Job
+from engine.jobs.runner import Runner
 from engine.textgen.base import GenRequest, Prompt
 from engine.textgen.openai_backend import OpenAIBackend, ServerSettings
-from engine.worker import ModelWorker
+from engine.jobs.worker import ModelWorker
 from openai_server import OpenAIServer
 from sd_server import ServerThread
 

@@ -10,7 +10,7 @@ from PIL import Image
 from sd_server import SDServer, ServerThread
 
 from engine.errors import Unavailable
-from engine.pictures import PictureClient, PictureSettings, fit_for_discord
+from engine.pictures.client import PictureClient, PictureSettings, fit_for_discord
 
 
 @pytest.fixture

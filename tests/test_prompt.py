@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import BadInput
-from engine.recall import Recalled
-from engine.prompt import INSTRUCTIONS, build_prompt, cut_action
+from engine.memory.recall import Recalled
+from engine.table.prompt import INSTRUCTIONS, build_prompt, cut_action
 from engine.records import Action, Campaign, Memory, Turn
 
 CAMPAIGN = Campaign(1, 100, "The Sunken Crown", "A drowned kingdom rises from the sea.", "grim and short", "en", {}, True, 0.0)
@@ -159,7 +159,7 @@ def test_continuation_shape_for_plain_models(text_backend):
 
 
 def test_narration_cleaning_drops_a_players_line_at_the_start_and_cuts_at_the_next_speaker():
-    from engine.narrator import clean_narration
+    from engine.table.narrator import clean_narration
 
     names = {"Bram", "Ilsa"}
     assert clean_narration("Bram: I attack the troll!\nThe troll roars and swings.", names) == "The troll roars and swings."
@@ -172,7 +172,7 @@ def test_narration_cleaning_drops_a_players_line_at_the_start_and_cuts_at_the_ne
 
 
 def test_a_narration_cut_by_the_token_limit_ends_at_its_last_whole_sentence():
-    from engine.narration import defuse_mentions, whole_sentences
+    from engine.table.narration import defuse_mentions, whole_sentences
 
     assert whole_sentences("The door opens. A cold wind blows. It goes without saying") == (
         "The door opens. A cold wind blows.")

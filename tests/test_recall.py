@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.recall import (WORDS_BONUS, Query, content_words, distinctive_words, rare_words, turn_queries,
+from engine.memory.recall import (WORDS_BONUS, Query, content_words, distinctive_words, rare_words, turn_queries,
                            word_bonus)
 from engine.records import Action, Turn
-from engine.vector_index import VectorIndex
+from engine.memory.vector_index import VectorIndex
 
 
 async def play(store, bank, campaign_id, author, text, narration):

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from engine.rounds import RoundKeeper, RoundRules, RoundState, duration, round_state
+from engine.table.rounds import RoundKeeper, RoundRules, RoundState, duration, round_state
 
 pytestmark = pytest.mark.asyncio
 ARIA, BRAM, CELE = 1, 2, 3

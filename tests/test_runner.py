@@ -16,10 +16,10 @@ import pytest_asyncio
 
 from engine.errors import Busy, Cancelled, Unavailable
 from engine.generation import GenerationSettings
-from engine.jobs import Job, JobHandle
-from engine.runner import JobContext, Runner
+from engine.jobs.job import Job, JobHandle
+from engine.jobs.runner import JobContext, Runner
 from engine.textgen.base import Prompt
-from engine.worker import ModelWorker
+from engine.jobs.worker import ModelWorker
 from scripted_backend import Die, ScriptedBackend, scripted_reply
 
 pytestmark = pytest.mark.asyncio
@@ -588,7 +588,7 @@ async def test_an_idle_runner_owns_no_background_task(rig):
 # --- the prompt guard -----------------------------------------------------------------------------
 async def test_no_generate_call_passes_the_guard_past_the_models_context(rig):
     from engine.errors import BadInput
-    from engine.prompt_guard import PromptGuard
+    from engine.jobs.guard import PromptGuard
 
     guard = PromptGuard(lambda text: len(text.split()), context_tokens=20)
     runner, backend, _ = await rig.make(guard=guard)

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from engine.jobs import Job
+from engine.jobs.job import Job
 from engine.records import Action, Turn
-from engine.scene import CLIP_TOKENS, PLACE_QUESTION, clip_tokens, compose_picture_prompt, scene_prompt
+from engine.pictures.scene import CLIP_TOKENS, PLACE_QUESTION, clip_tokens, compose_picture_prompt, scene_prompt
 
 MILL = ("The mill is dark and cold. Rain drums on the roof as the wheel creaks in the night. Bram's torch "
         "throws long shadows over sacks of rotten grain, and somewhere above, something moves.")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from engine import migrations
+from engine.store import migrations
 from engine.errors import BadInput
 from engine.records import NewMemory, memory_key
-from engine.store import Store
+from engine.store.campaigns import Store
 
 pytestmark = pytest.mark.asyncio
 

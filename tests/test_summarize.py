@@ -8,8 +8,8 @@ import pytest
 import tinymodels
 from engine.errors import Unavailable
 from engine.records import Action, Turn
-from engine.summarize import PipelineSummarizer, Seq2SeqSummarizer, story_text, summary_prompt
-from engine.worker import ModelWorker
+from engine.memory.summarize import PipelineSummarizer, Seq2SeqSummarizer, story_text, summary_prompt
+from engine.jobs.worker import ModelWorker
 
 STORY = (
     "the party walks into the old tavern where a bard sings about dragons and gold and the keeper "

@@ -360,7 +360,7 @@ def test_models_load_one_at_a_time(monkeypatch):
     import threading
     import time
 
-    from engine.worker import ModelWorker
+    from engine.jobs.worker import ModelWorker
 
     inside, overlaps = [0], []
     lock = threading.Lock()

@@ -20,12 +20,12 @@ from aiohttp import web
 from cogs.errors import friendly
 from engine.errors import BadInput, TranslatorUnavailable, Unavailable
 from engine.generation import GenerationSettings
-from engine.jobs import Job
-from engine.markup import complete_prefix, mask, paragraphs, pieces, unmask
-from engine.runner import Runner
-from engine.translate import Translation, opening
-from engine.translators import LibreTranslateProvider, LLMProvider, YandexProvider
-from engine.worker import ModelWorker
+from engine.jobs.job import Job
+from engine.translation.markup import complete_prefix, mask, paragraphs, pieces, unmask
+from engine.jobs.runner import Runner
+from engine.translation.translate import Translation, opening
+from engine.translation.providers import LibreTranslateProvider, LLMProvider, YandexProvider
+from engine.jobs.worker import ModelWorker
 from scripted_backend import ScriptedBackend
 from sd_server import ServerThread
 from translate_server import TranslateServer, fake_translate

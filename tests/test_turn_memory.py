@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from engine.jobs import Job
+from engine.jobs.job import Job
 
 FACT = "I bury my mother's silver locket under the split oak behind the Oxbow Mill."
 PROBE = "I go back to dig up the keepsake I hid in the ground."

@@ -7,24 +7,24 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from engine.cards import KEY_MAX_CHARS, card_text, mentions, parse_keys, triggered_cards
+from engine.table.cards import KEY_MAX_CHARS, card_text, mentions, parse_keys, triggered_cards
 from engine.errors import BadInput, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.memory import MemoryBank
-from engine.narration import clean_narration, defuse_mentions, keep_voice, visible, whole_sentences
-from engine.prompt import BuiltPrompt, build_prompt, cut_action
-from engine.recall import Recalled, turn_queries
+from engine.table.narration import clean_narration, defuse_mentions, keep_voice, visible, whole_sentences
+from engine.table.prompt import BuiltPrompt, build_prompt, cut_action
+from engine.memory import Recalled, turn_queries
 from engine.records import Action, Campaign, Card, Memory, Turn
-from engine.rounds import RoundRules
-from engine.runner import JobContext
-from engine.scene import PICTURE_SETTINGS, PicturePrompt, compose_picture_prompt, scene_prompt
+from engine.table.rounds import RoundRules
+from engine.jobs import JobContext
+from engine.pictures.scene import PICTURE_SETTINGS, PicturePrompt, compose_picture_prompt, scene_prompt
 from engine.store import Store
-from engine.summarize import PipelineSummarizer, story_text, summary_pieces, summary_prompt, summary_settings
+from engine.memory.summarize import PipelineSummarizer, story_text, summary_pieces, summary_prompt, summary_settings
 from engine.textgen.base import TextBackend
-from engine.translate import Translation
-from engine.turn_context import PromptMemory, recall_within_budget
-from engine.worker import ModelWorker
+from engine.translation import Translation
+from engine.table.context import PromptMemory, recall_within_budget
+from engine.jobs import ModelWorker
 
 log = logging.getLogger(__name__)
 FACT_MAX_CHARS = 1000  # a pinned fact goes into every prompt: keep it a fact, not a chapter
@@ -327,7 +327,7 @@ class Narrator:
         return narration, built, PromptMemory.of(built, turns, budget)
 
     async def _picture_prompt(self, job: Job, ctx: JobContext) -> PicturePrompt:
-        """The current scene as an engine.scene.PicturePrompt: the text model says where it happens,
+        """The current scene as an engine.pictures.scene.PicturePrompt: the text model says where it happens,
         the scene's words, the looks and the campaign's style say the rest."""
         campaign = await self.campaign(job.campaign_id)
         focus = str(job.payload.get("focus", "")).strip()[:200]

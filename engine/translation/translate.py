@@ -14,8 +14,8 @@ from collections import OrderedDict
 from typing import Callable, Sequence
 
 from engine.errors import BadInput, TranslatorUnavailable, Unavailable
-from engine.markup import complete_prefix, mask, paragraphs, pieces, unmask
-from engine.translators import Generate, Provider, language_problem
+from engine.translation.markup import complete_prefix, mask, paragraphs, pieces, unmask
+from engine.translation.providers import Generate, Provider, language_problem
 
 log = logging.getLogger(__name__)
 PARAGRAPH_LIMIT = 1000  # characters per request for a provider that states no limit of its own

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from engine.generation import GenerationSettings
-from engine.recall import STOPWORDS
+from engine.text import STOPWORDS
 from engine.records import Turn
 from engine.textgen.base import Prompt
 

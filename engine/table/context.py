@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from engine.memory import MemoryBank
-from engine.prompt import BuiltPrompt
-from engine.recall import Query, Recalled
+from engine.table.prompt import BuiltPrompt
+from engine.memory.recall import Query, Recalled
 from engine.records import Turn
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from engine.cards import Triggered
+from engine.table.cards import Triggered
 from engine.errors import BadInput
-from engine.recall import Recalled
+from engine.memory import Recalled
 from engine.records import Action, Campaign, Turn
 from engine.textgen.base import Prompt
 

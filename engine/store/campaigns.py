@@ -18,10 +18,10 @@ from typing import Any, AsyncIterator, Sequence
 import aiosqlite
 
 from engine.errors import BadInput, Unavailable
-from engine.memory_store import IDS, MemoryListener, MemoryTables
-from engine.migrations import apply_migrations
+from engine.store.memories import IDS, MemoryListener, MemoryTables
+from engine.store.migrations import apply_migrations
 from engine.records import Action, Campaign, Memory, NewMemory, Turn, campaign_from_row
-from engine.table_store import TableTables
+from engine.store.players import TableTables
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from engine.records import Action, Memory, Turn
+from engine.text import STOPWORDS
 
 TAIL_WEIGHT = 0.3      # the end of the last narration is a weaker query than anything a player wrote
 TAIL_CHARS = 300
@@ -37,15 +38,6 @@ CLAUSE_WORDS = 3       # a clause shorter than this ("I nod") says too little to
 _CLAUSE = re.compile(r"[,;:.!?]+\s+|\s+(?:and|but|or|whether|while|because|so|then)\s+", re.IGNORECASE)
 _WORD = re.compile(r"\w+")
 _NAME = re.compile(r"(?<![.!?…:;\"«(\n])(?<=\S)\s+([A-Z][\w'-]*\w)")  # a capitalised word not opening a sentence
-STOPWORDS = frozenset("""
-a about above after again against all am an and any are as at be because been before being below between both but
-by can could did do does doing down during each few for from further had has have having he her here hers herself
-him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only or
-other our ours ourselves out over own same she should so some such than that the their theirs them themselves then
-there these they this those through to too under until up very was we were what when where which while who whom
-why will with would you your yours yourself yourselves let lets us go goes went get gets got one also still yet
-into onto upon ask asks asked tell tells told say says said see sees saw look looks looked try tries tried
-""".split())
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The store's tables about the table rather than the story: who plays in the rounds, and story cards.
 
-A mixin of Store (engine/store.py), which holds the connection, the lock and the transactions.
+A mixin of Store (engine/store/campaigns.py), which holds the connection, the lock and the transactions.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The store's memory tables: entries with their vectors, one copy of each, and their words (FTS5).
 
-A mixin of Store (engine/store.py), which holds the connection, the lock and the transactions. The
+A mixin of Store (engine/store/campaigns.py), which holds the connection, the lock and the transactions. The
 FTS5 index follows the memories table through triggers (migration 4), so it changes in the same
 transaction as the rows. Every commit that adds or removes memories tells `on_memory_change` exactly
 which, so the in-memory vector index can follow in place instead of being rebuilt.

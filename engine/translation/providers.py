@@ -1,5 +1,5 @@
 """Translation providers: each turns one short text from one language into another, or raises
-Unavailable. Caching, the circuit breaker, markup and glossary live in engine/translate.py.
+Unavailable. Caching, the circuit breaker, markup and glossary live in engine/translation/translate.py.
 
 - yandex: the free Yandex endpoint through yandexfreetranslate (blocking urllib, so a worker thread)
   with api="ios", as in the seed; it breaks without warning, which translate.py is built for.
@@ -18,8 +18,8 @@ import aiohttp
 
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
-from engine.markup import CLOSE, OPEN
-from engine.memory import chunk_text
+from engine.translation.markup import CLOSE, OPEN
+from engine.text import chunk_text
 from engine.textgen.base import Prompt
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from typing import Any, Awaitable, Callable
 
 from engine.errors import Busy, Cancelled, EngineError, Unavailable
 from engine.generation import GenerationSettings
-from engine.jobs import Job, JobHandle
-from engine.prompt_guard import PromptGuard
+from engine.jobs.job import Job, JobHandle
+from engine.jobs.guard import PromptGuard
 from engine.textgen.base import GenRequest, TextBackend
-from engine.worker import ModelWorker
+from engine.jobs.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 

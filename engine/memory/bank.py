@@ -1,31 +1,30 @@
 """Long-term memory: exact entries and summaries, embedded, recalled by meaning and by words.
 
 Entries are written here (a turn's exact pieces, summaries, pinned facts); recall is hybrid
-(engine/recall.py): one query per thing the players do now, cosine over the campaign's vectors
+(engine/memory/recall.py): one query per thing the players do now, cosine over the campaign's vectors
 fused with BM25 over its rarer words. Vectors are scored from an in-memory index per campaign that
-follows every change of the store in place (engine/vector_index.py).
+follows every change of the store in place (engine/memory/vector_index.py).
 """
 from __future__ import annotations
 
 import logging
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from engine.embeddings import Embedder
-from engine.memory_store import PINNED_KEY, turn_key
-from engine.recall import (NEAR_DUPLICATE, OWN_BONUS, Query, Recalled, content_words, distinctive_words, owners,
+from engine.memory.embeddings import Embedder
+from engine.store import PINNED_KEY, turn_key
+from engine.memory.recall import (NEAR_DUPLICATE, OWN_BONUS, Query, Recalled, content_words, distinctive_words, owners,
                            rare_limit, rare_words, word_bonus, word_slots)
 from engine.records import Action, Memory, NewMemory
+from engine.text import chunk_text
 from engine.store import Store
-from engine.vector_index import VectorIndex
-from engine.worker import ModelWorker
+from engine.memory.vector_index import VectorIndex
+from engine.jobs import ModelWorker
 
 log = logging.getLogger(__name__)
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 WORD_HITS = 64  # BM25 candidates per query: rare words match few entries, some of them in the window
 
 
@@ -36,31 +35,6 @@ class Probe:
     vectors: np.ndarray
     word_hits: list[list[tuple[int, float]]] = field(default_factory=list)  # per query: (id, bm25)
     words: list[list[str]] = field(default_factory=list)
-
-
-def chunk_text(text: str, limit: int) -> list[str]:
-    """Pieces of at most `limit` characters, cut at sentence ends where possible, words kept whole."""
-    pieces: list[str] = []
-    current = ""
-    for sentence in (s.strip() for s in _SENTENCE_END.split(text)):
-        if not sentence:
-            continue
-        while len(sentence) > limit:  # one overlong sentence: cut at the last space before the limit
-            if current:  # what came before goes first: pieces stay in the story's order
-                pieces.append(current)
-                current = ""
-            cut = sentence.rfind(" ", 0, limit)
-            cut = cut if cut > limit // 2 else limit
-            pieces.append(sentence[:cut].strip())
-            sentence = sentence[cut:].strip()
-        if current and len(current) + 1 + len(sentence) > limit:
-            pieces.append(current)
-            current = sentence
-        else:
-            current = f"{current} {sentence}" if current else sentence
-    if current:
-        pieces.append(current)
-    return pieces
 
 
 class MemoryBank:

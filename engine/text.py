@@ -1,0 +1,40 @@
+"""Text helpers every wing may use: pieces cut at sentence ends, and the words too common to search by."""
+from __future__ import annotations
+
+import re
+
+_PIECE_BREAK = re.compile(r"(?<=[.!?…])\s+|\n+")  # after a sentence's end mark, or a line break
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between both but
+by can could did do does doing down during each few for from further had has have having he her here hers herself
+him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only or
+other our ours ourselves out over own same she should so some such than that the their theirs them themselves then
+there these they this those through to too under until up very was we were what when where which while who whom
+why will with would you your yours yourself yourselves let lets us go goes went get gets got one also still yet
+into onto upon ask asks asked tell tells told say says said see sees saw look looks looked try tries tried
+""".split())
+
+
+def chunk_text(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` characters, cut at sentence ends where possible, words kept whole."""
+    pieces: list[str] = []
+    current = ""
+    for sentence in (s.strip() for s in _PIECE_BREAK.split(text)):
+        if not sentence:
+            continue
+        while len(sentence) > limit:  # one overlong sentence: cut at the last space before the limit
+            if current:  # what came before goes first: pieces stay in the story's order
+                pieces.append(current)
+                current = ""
+            cut = sentence.rfind(" ", 0, limit)
+            cut = cut if cut > limit // 2 else limit
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if current and len(current) + 1 + len(sentence) > limit:
+            pieces.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}" if current else sentence
+    if current:
+        pieces.append(current)
+    return pieces
