@@ -116,7 +116,6 @@ async def main(repeats: int, campaign_counts: list[int]) -> dict:
     backend = await worker.start()
     log.info("model ready in %.1f s (torch threads: %d)", time.perf_counter() - t0, torch.get_num_threads())
     runner = Runner(handler, worker, batch_size=8, batch_wait_ms=20, max_pending_total=64, job_timeout_s=600)
-    await runner.start()
     all_prompts = [backend.render(Prompt(SYSTEM, user_text(k), "")) for k in range(max(campaign_counts))]
     prompt_tokens = [backend.count_tokens(p) for p in all_prompts]
     log.info("prompt tokens per campaign: %s", prompt_tokens)

@@ -210,14 +210,14 @@ async def play(services, config, mode: str, tokens: int, seed: int) -> tuple[dic
     settings = {"max_new_tokens": tokens, "min_new_tokens": tokens}
     if mode == "greedy":
         settings["do_sample"] = False
-    store, narrator = services.store, services.narrator
+    store, edits = services.store, services.edits
     channel = 1
     game = await store.create_campaign(channel, f"memory-{mode}", PREMISE, settings=settings)
     narrations: list[str] = []
     windows: list[int] = []  # how many recent turns each prompt held after the budget
 
     async def turn(player: str, text: str) -> str:
-        await narrator.add_action(game.id, PLAYERS[player], player, text)
+        await edits.add_action(game.id, PLAYERS[player], player, text)
         handle = services.runner.submit(Job(game.id, channel, "turn"))
         result = await handle.result()
         narrations.append(result.turn.narration)

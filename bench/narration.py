@@ -132,7 +132,7 @@ async def play(services, turns: int, max_new_tokens: int, dump: str | None) -> d
     for number in range(turns):
         step = SCRIPT[number % len(SCRIPT)]
         for player, text in step.actions:
-            await services.narrator.add_action(game.id, PLAYERS[player], player, text)
+            await services.edits.add_action(game.id, PLAYERS[player], player, text)
         before = len(draws)
         start = time.perf_counter()
         narration = None

@@ -100,7 +100,7 @@ async def measure(services, tokens: int, repeats: int, edit_turns: int) -> dict:
     actions = ["Bram picks the lock of the guild's back door.", "Ilsa keeps watch from the roof.",
                "Bram asks the guard about the password.", "Ilsa throws a smoke bomb into the hall."]
     for i in range(repeats + 1):  # the first turn warms up
-        await services.narrator.add_action(campaign.id, 1, "Bram" if i % 2 == 0 else "Ilsa", actions[i % len(actions)])
+        await services.edits.add_action(campaign.id, 1, "Bram" if i % 2 == 0 else "Ilsa", actions[i % len(actions)])
         start = time.perf_counter()
         handle = services.runner.submit(Job(campaign.id, 1, "turn"))
         await handle.result()
@@ -114,7 +114,7 @@ async def measure(services, tokens: int, repeats: int, edit_turns: int) -> dict:
     stream_type, stream_name = stream_class()
     for i in range(edit_turns):
         k = repeats + 1 + i
-        await services.narrator.add_action(campaign.id, 1, "Bram" if k % 2 == 0 else "Ilsa", actions[k % len(actions)])
+        await services.edits.add_action(campaign.id, 1, "Bram" if k % 2 == 0 else "Ilsa", actions[k % len(actions)])
         edits.append(await first_edit(services, campaign.id, stream_type))
         log.info("streamed turn %d: first edit after %.2f s", i, edits[-1])
     engine, bare = median(engine_times), median(bare_times)

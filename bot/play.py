@@ -81,7 +81,7 @@ class TerminalGame:
         name, _, rest = line.partition(" ")
         store, campaign = self.services.store, self.campaign
         if not line.startswith("/"):
-            _, note = await self.services.narrator.add_action(campaign.id, 0, self.player, line)
+            _, note = await self.services.edits.add_action(campaign.id, 0, self.player, line)
             if note:
                 self.say(f"(note: {note})")
             await self.run_job("turn")
@@ -96,7 +96,7 @@ class TerminalGame:
         elif name == "/undo":
             await self.run_job("undo")
         elif name == "/memory" and rest.strip() == "last":
-            last = await self.services.narrator.last_memory(campaign.id)
+            last = await self.services.edits.last_memory(campaign.id)
             self.say("\n".join(last[1].lines(last[0])) if last else "(no turn has been narrated yet)")
         elif name == "/memory":
             memories = await store.memories(campaign.id)
@@ -107,20 +107,23 @@ class TerminalGame:
             if not rest.strip():
                 self.say("(usage: /pin <fact>)")
             else:
-                memory, note = await self.services.narrator.pin_fact(campaign, rest)
+                memory, note = await self.services.edits.pin_fact(campaign, rest)
                 self.say(f"(pinned #{memory.id}: {memory.text})" + (f"\n({note})" if note else ""))
         elif name == "/cards":
             for card in await store.cards(campaign.id):
                 self.say(f"  #{card.id} [{', '.join(card.keys)}] {card.text}")
         elif name == "/card" and rest.startswith("remove "):
-            removed = rest[7:].strip().isdigit() and await store.remove_card(campaign.id, int(rest[7:]))
-            self.say("(card removed)" if removed else "(usage: /card remove <id>, an id /cards shows)")
+            if rest[7:].strip().isdigit():
+                await self.services.edits.remove_card(campaign, int(rest[7:]))
+                self.say("(card removed)")
+            else:
+                self.say("(usage: /card remove <id>, an id /cards shows)")
         elif name == "/card":
             keys, equals, text = rest.partition("=")
             if not equals:
                 self.say("(usage: /card <keys, separated by commas> = <what the DM should know>)")
             else:
-                card, note = await self.services.narrator.add_card(campaign, keys, text)
+                card, note = await self.services.edits.add_card(campaign, keys, text)
                 self.say(f"(card #{card.id} [{', '.join(card.keys)}]: {card.text})" + (f"\n({note})" if note else ""))
         else:
             self.say(HELP)
@@ -134,12 +137,14 @@ async def open_campaign(services: Services, name: str, premise: str | None,
         services.translation.check_language(language)
     campaign = await store.campaign_for_channel(terminal_channel_id(name))
     if campaign is None:
-        campaign, _ = await services.narrator.start_campaign(
+        campaign, _ = await services.edits.start_campaign(
             terminal_channel_id(name), name, premise or DEFAULT_PREMISE,
             (language or services.translation.model_language).lower())
-    elif premise or language:
-        campaign = await store.update_campaign(campaign.id, premise=premise or None,
-                                               language=language.lower() if language else None)
+    else:
+        if language:
+            campaign = await services.edits.set_language(campaign, language.lower())
+        if premise:
+            campaign, _ = await services.edits.set_campaign_text(campaign, "premise", premise)
     return campaign
 
 

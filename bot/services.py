@@ -11,22 +11,16 @@ import aiohttp
 from pathlib import Path
 
 from bot.config import Config, PicturesConfig, TranslationConfig
-from engine.memory import Embedder
-from engine.memory import MemoryBank
-from engine.table import Narrator, NarratorSettings
-from engine.pictures import Painter
-from engine.pictures import PictureClient, PictureSettings
-from engine.jobs import PromptGuard
-from engine.jobs import Runner
+from engine.jobs import ModelWorker, PromptGuard, Runner
+from engine.memory import Embedder, MemoryBank, PipelineSummarizer, Summaries
+from engine.pictures import Painter, PictureClient, PictureSettings
 from engine.store import Store
-from engine.memory import PipelineSummarizer
+from engine.table import CampaignEdits, JobTable, Narrator, NarratorSettings, ScenePrompts, TableLanguage
 from engine.textgen.base import TextBackend
 from engine.textgen.llamacpp_backend import LlamaCppBackend, gguf_path, import_llama_cpp
 from engine.textgen.openai_backend import OpenAIBackend, ServerSettings
 from engine.textgen.transformers_backend import TransformersBackend, pick_device
-from engine.translation import Translation
-from engine.translation import LibreTranslateProvider, LLMProvider, Provider, YandexProvider
-from engine.jobs import ModelWorker
+from engine.translation import LibreTranslateProvider, LLMProvider, Provider, Translation, YandexProvider
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -40,7 +34,8 @@ class Services:
     embedder: ModelWorker[Embedder]
     summarizer: ModelWorker[PipelineSummarizer] | None
     memory: MemoryBank
-    narrator: Narrator
+    narrator: Narrator  # the turn pipeline
+    edits: CampaignEdits  # every change outside a turn
     runner: Runner
     http: aiohttp.ClientSession  # the one shared session for every HTTP service
     pictures: PictureClient | None  # None: pictures are off
@@ -120,6 +115,26 @@ def set_cpu_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+@dataclass(frozen=True)
+class Table:
+    """The table's parts, built together: what the runner, the cogs and the terminal need of them."""
+    narrator: Narrator
+    edits: CampaignEdits
+    jobs: JobTable
+
+
+def build_table(store: Store, memory: MemoryBank, backend: TextBackend, settings: NarratorSettings,
+                translation: Translation, summarizer: ModelWorker[PipelineSummarizer] | None = None) -> Table:
+    """The turn pipeline, the edits outside a turn and the job table over one store, memory and model
+    (also for drills and benchmarks that build the engine without the rest of the bot)."""
+    language = TableLanguage(translation, store)
+    summaries = Summaries(store, memory, backend, context_tokens=settings.context_tokens,
+                          summary_max_tokens=settings.summary_max_tokens, summarizer=summarizer)
+    narrator = Narrator(store, memory, backend, settings, language, summaries)
+    jobs = JobTable(store, narrator, ScenePrompts(store, backend, language), summaries)
+    return Table(narrator, CampaignEdits(store, memory, settings, language), jobs)
+
+
 async def build_services(
     config: Config, progress: Progress = log.info, *, text_model: TextBackend | None = None,
     embed_model: Embedder | None = None,
@@ -156,20 +171,19 @@ async def build_services(
         tr = config.translation
         translation = Translation(translation_provider(config, http, backend), config.llm.language,
                                   cache_size=tr.cache_size, failures_to_pause=tr.pause_after, pause_s=tr.pause_s)
-        narrator = Narrator(store, memory, backend, NarratorSettings(
+        settings = NarratorSettings(
             generation=config.llm.generation, context_tokens=config.llm.context_tokens, top_k=mem.top_k,
             min_score=mem.min_score, summarize_every=mem.summarize_every, recent_turns=mem.recent_turns,
             action_max_chars=config.discord.action_max_chars, summary_max_tokens=mem.summary_max_tokens,
-            picture_spoiler=config.pictures.spoiler,
-        ), summarizer, translation)
+            picture_spoiler=config.pictures.spoiler)
+        table = build_table(store, memory, backend, settings, translation, summarizer)
         run = config.runner
         # A model server schedules its own batches: as many jobs run at once as it takes requests.
-        jobs_at_once = config.llm.server.max_concurrency if getattr(backend, "concurrent", False) else run.batch_size
-        runner = Runner(narrator.handle, text, batch_size=jobs_at_once, batch_wait_ms=run.batch_wait_ms,
+        jobs_at_once = config.llm.server.max_concurrency if backend.concurrent else run.batch_size
+        runner = Runner(table.jobs, text, batch_size=jobs_at_once, batch_wait_ms=run.batch_wait_ms,
                         max_pending_per_channel=run.max_pending_per_channel,
                         max_pending_total=run.max_pending_total, job_timeout_s=run.job_timeout_s,
                         guard=PromptGuard(backend.count_tokens, config.llm.context_tokens))
-        await runner.start()
     except BaseException:
         if http is not None:
             await http.close()
@@ -177,5 +191,5 @@ async def build_services(
             await worker.stop()
         await store.close()
         raise
-    return Services(config, store, text, embedder, summarizer, memory, narrator, runner, http,
+    return Services(config, store, text, embedder, summarizer, memory, table.narrator, table.edits, runner, http,
                     picture_client(http, config.pictures), Painter(), translation)

@@ -7,7 +7,6 @@ from discord import app_commands
 from bot.services import Services
 from cogs.common import campaign_here, require_admin, shorten, whole_lines
 from cogs.errors import NO_PINGS
-from engine.errors import BadInput
 from engine.records import Card
 
 
@@ -31,7 +30,7 @@ class CardCommands(app_commands.Group):
         await interaction.response.defer(ephemeral=True)
         require_admin(interaction, self.admin_role)
         campaign = await campaign_here(self.services, interaction)
-        card, note = await self.services.narrator.add_card(campaign, keys, text)
+        card, note = await self.services.edits.add_card(campaign, keys, text)
         await interaction.followup.send(f"🗂️ Card added; it enters the prompt when a key is mentioned.\n"
                                         f"{card_line(card)}" + (f"\n-# {note}" if note else ""),
                                         ephemeral=True, allowed_mentions=NO_PINGS)
@@ -52,6 +51,5 @@ class CardCommands(app_commands.Group):
         await interaction.response.defer(ephemeral=True)
         require_admin(interaction, self.admin_role)
         campaign = await campaign_here(self.services, interaction)
-        if not await self.services.store.remove_card(campaign.id, card_id):
-            raise BadInput(f"this campaign has no card #{card_id}")
+        await self.services.edits.remove_card(campaign, card_id)
         await interaction.followup.send(f"🗑️ Card #{card_id} removed.", ephemeral=True, allowed_mentions=NO_PINGS)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import re
 
@@ -20,16 +19,12 @@ from cogs.pictures import PICTURES_OFF, PictureDesk
 from cogs.render import StreamTarget, narrate
 from cogs.rounds import RoundDesk
 from engine.errors import BadInput
-from engine.generation import GenerationSettings
 from engine.jobs import Job
 from engine.records import Campaign
+from engine.table.settings import CAMPAIGN_TEXTS, setting_names
 from engine.translation import Translation
 
 log = logging.getLogger(__name__)
-PREMISE_MAX_CHARS = 1000
-CAMPAIGN_TEXTS = ("premise", "style", "author_note")  # texts, not numbers: kept in the model's language
-SETTING_NAMES = ["language", *CAMPAIGN_TEXTS, *GenerationSettings.names(), "summarize_every", "picture_spoiler",
-                 "picture_seed", "rounds", "round_timeout", "round_window"]
 LANGUAGE = re.compile(r"[A-Za-z]{2,8}")
 
 
@@ -71,15 +66,11 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def start(self, interaction: discord.Interaction, premise: str = "", language: str = "en") -> None:
         # Refusals come before the public defer, so they go only to who asked (see `end`).
         language = language_code(language, self.services.translation)
-        if len(premise.strip()) > PREMISE_MAX_CHARS:  # it stands in every prompt: a paragraph, not a chapter
-            raise BadInput(f"a premise is at most {PREMISE_MAX_CHARS} characters (this one has {len(premise.strip())})")
-        running = await self.services.store.campaign_for_channel(interaction.channel_id or 0)
-        if running is not None:
-            raise BadInput(f"this channel already has a campaign running: {running.name}")
+        await self.services.edits.check_new_campaign(interaction.channel_id or 0, premise)
         await interaction.response.defer()
         channel = interaction.channel
         name = getattr(channel, "name", None) or f"channel-{interaction.channel_id}"
-        _, note = await self.services.narrator.start_campaign(interaction.channel_id or 0, name, premise, language)
+        _, note = await self.services.edits.start_campaign(interaction.channel_id or 0, name, premise, language)
         about = f" {discord.utils.escape_mentions(premise.strip())}" if premise.strip() else ""  # as the admin wrote it
         await interaction.followup.send(
             f"🎲 A new campaign begins in this channel.{about}\nWrite what your characters do as ordinary "
@@ -104,7 +95,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         campaign = await campaign_here(self.services, interaction)
         await interaction.response.defer()
         self.services.runner.cancel_channel(campaign.channel_id)
-        await self.services.store.end_campaign(campaign.id)
+        await self.services.edits.end_campaign(campaign)
         await self.rounds.keeper.check(campaign.id)  # its round note closes
         await interaction.followup.send(f"🏁 The campaign **{campaign.name}** has ended; its story is kept.",
                                         allowed_mentions=NO_PINGS)
@@ -117,7 +108,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         await interaction.response.defer(thinking=True)
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={"text": text}))
         async with self.rounds.keeper.narrating(campaign.id):  # a waiting round is narrated now
-            await narrate(self.services, StreamTarget(interaction), handle)
+            await narrate(StreamTarget(interaction), handle)
 
     @app_commands.command(description="Take back your latest action that the DM has not narrated yet")
     @app_commands.describe(player="Admins: take back this player's latest pending action instead")
@@ -126,7 +117,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         if player is not None and player.id != interaction.user.id:
             require_admin(interaction, self.admin_role)
         whose = player or interaction.user
-        action = await self.services.store.withdraw_action(campaign_id=campaign.id, author_id=whose.id)
+        action = await self.services.edits.withdraw_action(campaign_id=campaign.id, author_id=whose.id)
         if action is None:
             raise BadInput("there is no pending action to take back" + (f" from {whose.display_name}" if player else ""))
         await self.rounds.keeper.check(campaign.id)
@@ -140,7 +131,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         await interaction.response.defer(thinking=True)
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "retry"))
         async with self.rounds.keeper.narrating(campaign.id):
-            await narrate(self.services, StreamTarget(interaction), handle, note="🔁 retold")
+            await narrate(StreamTarget(interaction), handle, note="🔁 retold")
 
     @app_commands.command(description="Take back the last turn; its actions become pending again")
     async def undo(self, interaction: discord.Interaction) -> None:
@@ -163,7 +154,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def _seat(self, interaction: discord.Interaction, *, joined: bool) -> None:
         campaign = await campaign_here(self.services, interaction)
         user = interaction.user
-        await self.services.store.set_player(campaign.id, user.id, user.display_name, joined=joined)
+        await self.services.edits.seat(campaign, user.id, user.display_name, joined=joined)
         rounds = self.services.narrator.campaign_settings(campaign).rounds
         text = ("🎲 You are in: each round waits for your action." if joined else
                 "👋 You stepped away: rounds no longer wait for you (`/dm join` to come back).")
@@ -200,7 +191,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def look(self, interaction: discord.Interaction, name: str, description: str) -> None:
         await interaction.response.defer(ephemeral=True)
         campaign = await campaign_here(self.services, interaction)
-        kept, note = await self.services.narrator.note_look(campaign, name, description)
+        kept, note = await self.services.edits.note_look(campaign, name, description)
         said = "" if kept == description.strip() else f" ({discord.utils.escape_markdown(kept)})"
         await interaction.followup.send(f"👤 Noted how **{discord.utils.escape_markdown(name.strip())}** looks"
                                         f"{said}." + (f"\n{note}" if note else ""),
@@ -228,11 +219,11 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
 
     @app_commands.command(description="Show or change this campaign's generation settings")
     @app_commands.describe(name="The setting to change", value="A number, true/false, or 'default'")
-    @app_commands.choices(name=[app_commands.Choice(name=n, value=n) for n in SETTING_NAMES])
+    @app_commands.choices(name=[app_commands.Choice(name=n, value=n) for n in setting_names()])
     async def settings(self, interaction: discord.Interaction, name: str | None = None, value: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True)
         require_admin(interaction, self.admin_role)
-        narrator, store = self.services.narrator, self.services.store
+        narrator, edits = self.services.narrator, self.services.edits
         campaign = await campaign_here(self.services, interaction)
         overrides, note = dict(campaign.settings), None
         if name == "language":
@@ -240,12 +231,12 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                 raise BadInput("give a language code such as en or ru")
             language = language_code("en" if value.strip().lower() == "default" else value,
                                      self.services.translation)
-            campaign = await store.update_campaign(campaign.id, language=language)
+            campaign = await edits.set_language(campaign, language)
         elif name in CAMPAIGN_TEXTS:
             if value is None:
                 raise BadInput(f"give the {name} (or 'default' to clear it)")
             text = "" if value.strip().lower() == "default" else value
-            campaign, note = await narrator.set_campaign_text(campaign, name, text)
+            campaign, note = await edits.set_campaign_text(campaign, name, text)
         elif name is not None:
             if value is None:
                 raise BadInput(f"give a value for {name} (or 'default')")
@@ -253,13 +244,10 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                 overrides.pop(name, None)
             else:
                 overrides[name] = parse_setting(name, value)
-            narrator.campaign_settings(dataclasses.replace(campaign, settings=overrides))  # refuses bad values
-            campaign = await store.update_campaign(campaign.id, settings=overrides)
+            campaign = await edits.set_settings(campaign, overrides)  # refuses bad values, storing nothing
             await self.rounds.keeper.check(campaign.id)  # rounds on, off, or a new timeout
         effective = narrator.campaign_settings(campaign)
-        rounds = effective.rounds
-        values = {**effective.generation.to_dict(), "summarize_every": effective.summarize_every,
-                  "rounds": rounds.enabled, "round_timeout": rounds.timeout_s, "round_window": rounds.window}
+        values = effective.listing()
         texts = {"premise": campaign.premise, "style": campaign.style, "author_note": effective.author_note}
         lines = [f"`language` = {campaign.language}",
                  *(f"`{k}` = {shorten(discord.utils.escape_markdown(v), 200) if v else '(none)'}" for k, v in texts.items()),

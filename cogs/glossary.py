@@ -5,11 +5,9 @@ import discord
 from discord import app_commands
 
 from bot.services import Services
-from cogs.common import campaign_here, shorten, whole_lines
+from cogs.common import campaign_here, whole_lines
 from cogs.errors import NO_PINGS
-from engine.errors import BadInput
 
-MAX_TERM = 80
 
 
 def shown(text: str) -> str:
@@ -26,12 +24,7 @@ class GlossaryCommands(app_commands.Group):
     async def add(self, interaction: discord.Interaction, source: str, target: str) -> None:
         await interaction.response.defer(ephemeral=True)
         campaign = await campaign_here(self.services, interaction)
-        source, target = " ".join(source.split()), " ".join(target.split())
-        if not source or not target:
-            raise BadInput("give both the players' word and the model's word")
-        if len(source) > MAX_TERM or len(target) > MAX_TERM:
-            raise BadInput(f"glossary entries are names and terms of at most {MAX_TERM} characters")
-        await self.services.store.set_term(campaign.id, source, target)
+        source, target = await self.services.edits.add_term(campaign, source, target)
         await interaction.followup.send(f"📖 **{shown(source)}** ↔ **{shown(target)}**", ephemeral=True,
                                         allowed_mentions=NO_PINGS)
 
@@ -40,8 +33,7 @@ class GlossaryCommands(app_commands.Group):
     async def remove(self, interaction: discord.Interaction, source: str) -> None:
         await interaction.response.defer(ephemeral=True)
         campaign = await campaign_here(self.services, interaction)
-        if not await self.services.store.remove_term(campaign.id, " ".join(source.split())):
-            raise BadInput(f"the glossary has no entry {shorten(repr(source), MAX_TERM)}")
+        await self.services.edits.remove_term(campaign, source)
         await interaction.followup.send(f"🗑️ **{shown(source)}** left the glossary.", ephemeral=True,
                                         allowed_mentions=NO_PINGS)
 

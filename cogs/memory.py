@@ -10,7 +10,7 @@ from discord import app_commands
 from bot.services import Services
 from cogs.common import campaign_here, require_admin, shorten
 from cogs.errors import NO_PINGS, friendly
-from engine.errors import BadInput, EngineError, Unavailable
+from engine.errors import EngineError, Unavailable
 from engine.records import Memory
 from engine.translation import Translation, opening
 from engine.table.context import PromptMemory
@@ -157,7 +157,7 @@ class ConfirmReset(discord.ui.View):
         self.stop()
         try:
             self.services.runner.cancel_channel(self.channel_id)  # no turn in flight writes into the wiped memory
-            count = await self.services.store.reset_memory(self.campaign_id)
+            count = await self.services.edits.reset_memory(self.campaign_id)
             text = f"🧹 The DM forgot {count} memories of this campaign."
         except EngineError as exc:
             text = friendly(exc)
@@ -192,7 +192,7 @@ class MemoryCommands(app_commands.Group):
     async def last(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True)
         campaign = await campaign_here(self.services, interaction)
-        last = await self.services.narrator.last_memory(campaign.id)
+        last = await self.services.edits.last_memory(campaign.id)
         await interaction.followup.send(last_memory_text(*last) if last else "No turn has been narrated yet.",
                                         ephemeral=True, allowed_mentions=NO_PINGS)
 
@@ -202,7 +202,7 @@ class MemoryCommands(app_commands.Group):
         await interaction.response.defer(ephemeral=True)
         require_admin(interaction, self.admin_role)
         campaign = await campaign_here(self.services, interaction)
-        memory, note = await self.services.narrator.pin_fact(campaign, fact)
+        memory, note = await self.services.edits.pin_fact(campaign, fact)
         kept = "" if memory.text == fact.strip() else f": {discord.utils.escape_markdown(memory.text[:300])}"
         await interaction.followup.send(f"📌 Pinned `#{memory.id}`{kept}" + (f"\n{note}" if note else ""),
                                         ephemeral=True, allowed_mentions=NO_PINGS)
@@ -213,8 +213,7 @@ class MemoryCommands(app_commands.Group):
         await interaction.response.defer(ephemeral=True)
         require_admin(interaction, self.admin_role)
         campaign = await campaign_here(self.services, interaction)
-        if not await self.services.store.delete_memory(campaign.id, memory_id):
-            raise BadInput(f"this campaign has no memory #{memory_id}")
+        await self.services.edits.forget(campaign, memory_id)
         await interaction.followup.send(f"🗑️ Forgot `#{memory_id}`.", ephemeral=True, allowed_mentions=NO_PINGS)
 
     @app_commands.command(description="Wipe this campaign's memories (asks first)")

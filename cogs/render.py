@@ -9,7 +9,6 @@ from typing import Awaitable, Callable
 
 import discord
 
-from bot.services import Services
 from cogs.common import shorten
 from cogs.errors import NO_PINGS, friendly
 from engine.errors import EngineError
@@ -126,20 +125,18 @@ class NarrationStream:
             await self._put(index, "-# …")
 
 
-async def narrate(services: Services, target: StreamTarget, handle: JobHandle, note: str = "") -> None:
+async def narrate(target: StreamTarget, handle: JobHandle, note: str = "") -> None:
     """A turn job into Discord: its place in the queue while it waits, the narration as it streams
-    (translated sentence by sentence where the campaign needs it), then the saved turn with its notes."""
+    (as the engine shows it: translated sentence by sentence where the campaign needs it), then the
+    saved turn with its notes."""
     stream = NarrationStream(target.show)
     while not handle.started and not handle.done:  # let the players see the queue move
         position = handle.position()
         await target.show(0, f"⏳ Waiting for the DM: {position} ahead of this one.")
         await handle.moved(position)
-    campaign = await services.store.get_campaign(handle.job.campaign_id)
-    live = campaign and services.translation.live(campaign.language, await services.store.glossary(campaign.id))
     shown = ""
     try:
-        async for text in handle.updates():
-            shown = await live.update(text) if live else text
+        async for shown in handle.updates():  # what the table is shown: the engine translates it
             await stream.update(shown)
         result = await handle.result()
     except Exception as exc:  # the reply must never stay "writing"; unexpected errors still reach the log

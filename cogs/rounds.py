@@ -43,7 +43,7 @@ class RoundDesk:
             await channel.send(f"{friendly(exc)} The round's actions wait for `/dm continue`.",
                                allowed_mentions=NO_PINGS)
             return
-        await narrate(self.services, StreamTarget(None, channel), handle, note=f"🎲 {why}")
+        await narrate(StreamTarget(None, channel), handle, note=f"🎲 {why}")
 
     async def _show(self, campaign: Campaign, state: RoundState | None) -> None:
         note = self._notes.get(campaign.id)

@@ -37,7 +37,7 @@ class Table(commands.Cog):
         if campaign is None:
             return
         try:
-            _, note = await self.services.narrator.add_action(
+            _, note = await self.services.edits.add_action(
                 campaign.id, message.author.id, message.author.display_name, text, message.id)
         except Unavailable as exc:  # the database is busy: the player must know to send it again
             log.warning("action from %s not stored: %s", message.author, exc)
@@ -61,7 +61,7 @@ class Table(commands.Cog):
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         """A deleted message takes its pending action with it (one narrated already stays in the story)."""
-        withdrawn = await self.services.store.withdraw_action(message_id=payload.message_id)
+        withdrawn = await self.services.edits.withdraw_action(message_id=payload.message_id)
         if withdrawn is not None:
             log.info("action %d withdrawn: its message was deleted", withdrawn.id)
             await self.rounds.keeper.check(withdrawn.campaign_id)
@@ -77,7 +77,7 @@ class Table(commands.Cog):
         if text.startswith(self.prefixes):
             text = ""
         try:
-            action, note = await self.services.narrator.edit_action(message.id, text)
+            action, note = await self.services.edits.edit_action(message.id, text)
         except EngineError as exc:
             log.info("edit of message %d not taken: %s", message.id, exc)
             return

@@ -106,7 +106,8 @@ async def child_main(db: str, life: int, seed: int, final: bool, embedder_kind: 
     from engine.generation import GenerationSettings
     from engine.jobs.job import Job
     from engine.memory.bank import MemoryBank
-    from engine.table.narrator import Narrator, NarratorSettings
+    from bot.services import build_table
+    from engine.table import NarratorSettings
     from engine.jobs.guard import PromptGuard
     from engine.jobs.runner import Runner
     from engine.store.campaigns import Store
@@ -134,10 +135,10 @@ async def child_main(db: str, life: int, seed: int, final: bool, embedder_kind: 
     await asyncio.gather(text_worker.start(), embed_worker.start())
     memory = MemoryBank(store, embed_worker, embed.id, chunk_chars=200)
     context_tokens = 2048
-    narrator = Narrator(store, memory, backend, NarratorSettings(
+    table = build_table(store, memory, backend, NarratorSettings(
         generation=GenerationSettings(max_new_tokens=TOKENS, do_sample=False), context_tokens=context_tokens,
-        summarize_every=2, summary_max_tokens=TOKENS), None, Translation(None, "en"))
-    runner = Runner(narrator.handle, text_worker, batch_wait_ms=5,
+        summarize_every=2, summary_max_tokens=TOKENS), Translation(None, "en"))
+    runner = Runner(table.jobs, text_worker, batch_wait_ms=5,
                     guard=PromptGuard(backend.count_tokens, context_tokens))
 
     commit_turn = store.commit_turn
@@ -171,7 +172,7 @@ async def child_main(db: str, life: int, seed: int, final: bool, embedder_kind: 
         for k in range(rng.randint(1, 3)):
             name = rng.choice(PLAYERS)
             text = f"{name} searches crate {life}-{n}-{k} in the cellar for the lost key."
-            action, _ = await narrator.add_action(campaign.id, PLAYERS.index(name) + 1, name, text)
+            action, _ = await table.edits.add_action(campaign.id, PLAYERS.index(name) + 1, name, text)
             _say(lock, f"ACK {action.id} {text}")
         await turn()
     _say(lock, "DONE")

@@ -37,6 +37,8 @@ for _path in (ROOT, ROOT / "tests"):  # the World helpers live beside the tests 
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from engine.textgen.base import TextBackend  # noqa: E402 (after the path)
+
 LIMIT = 2000  # Discord's message length
 MODEL_CACHE = os.environ.get("DM_TEST_MODEL_CACHE", str(ROOT / ".cache" / "models"))
 # Tight enough that 2,000-character messages and long narrations press on the prompt budget.
@@ -207,7 +209,7 @@ class Hostile:
         return f"{prose} {r.choice(MARKDOWN)} {prose} ||"
 
 
-class FuzzModel:
+class FuzzModel(TextBackend):
     """A TextBackend: the real backend's template and tokenizer, hostile scripted replies.
 
     Every request is recorded as it reaches the "model" (what the checks read back); replies stop

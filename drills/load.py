@@ -58,6 +58,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 # tests/ for SimCord's World and the scripted backend, imported by module name (see tests/conftest.py).
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from engine.textgen.base import TextBackend  # noqa: E402 (after the path)
 MODEL_CACHE = os.environ.get("DM_TEST_MODEL_CACHE", str(ROOT / ".cache" / "models"))
 
 TAG = re.compile(r"c(\d{3})q")
@@ -87,7 +89,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
 
 
 # --- the text model, recorded and gated ---
-class DrillModel:
+class DrillModel(TextBackend):
     """A TextBackend around the text model: records every (prompt, output) and can hold calls at a gate."""
 
     def __init__(self, inner: Any) -> None:

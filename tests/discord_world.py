@@ -53,7 +53,7 @@ class TimedRequests(list):
                 and method in ("*", e.method) and fnmatch.fnmatch(e.path, path)]
 
 
-class ModelStandIn:
+class ModelStandIn(TextBackend):
     """The session's real text model behind a thin recorder (a TextBackend itself).
 
     By default every generate call goes to the real model. `script` makes it write that fixed text

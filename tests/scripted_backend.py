@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from engine.generation import GenerationSettings
-from engine.textgen.base import GenRequest, Prompt, StopCheck, TokenSink
+from engine.textgen.base import GenRequest, Prompt, StopCheck, TextBackend, TokenSink
 
 
 def scripted_words(text: str, settings: GenerationSettings) -> list[str]:
@@ -43,7 +43,7 @@ class Die(BaseException):
     """Not an Exception: it takes the model worker's thread down, like a crash in native code."""
 
 
-class ScriptedBackend:
+class ScriptedBackend(TextBackend):
     name = "scripted"
 
     def __init__(

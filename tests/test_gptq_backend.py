@@ -174,9 +174,9 @@ async def test_a_whole_turn_plays_on_auto_gptq(make_config, checkpoint, embedder
     services = await build_services(config, embed_model=embedder)
     try:
         assert isinstance(services.backend, TransformersBackend) and quantized_layers(services.backend.model)
-        store, narrator = services.store, services.narrator
+        store, edits = services.store, services.edits
         campaign = await store.create_campaign(10, "tavern", "the party walks into the old tavern")
-        await narrator.add_action(campaign.id, 1, "Bram", "the knight draws her sword")
+        await edits.add_action(campaign.id, 1, "Bram", "the knight draws her sword")
         handle = services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={}))
         seen = [text async for text in handle.updates()]
         result = await asyncio.wait_for(handle.result(), 120)
@@ -232,7 +232,7 @@ async def test_a_whole_turn_plays_on_transformers_with_a_gptq_folder(make_config
     try:
         assert quantized_layers(services.backend.model)
         campaign = await services.store.create_campaign(11, "ship", "the ship sails at dawn")
-        await services.narrator.add_action(campaign.id, 1, "Ilsa", "the rogue opens the door")
+        await services.edits.add_action(campaign.id, 1, "Ilsa", "the rogue opens the door")
         handle = services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={}))
         result = await asyncio.wait_for(handle.result(), 120)
         assert result.turn.number == 1 and result.turn.narration

@@ -186,7 +186,7 @@ async def test_a_whole_turn_plays_through_build_services_on_llama_cpp(make_confi
         assert backend.model.n_threads == 1 and backend.model.model_params.n_gpu_layers == 0
         assert backend.model.n_ctx() == 1024
         campaign = await services.store.create_campaign(40, "tavern", "A smoky tavern at a crossroads.")
-        await services.narrator.add_action(campaign.id, 7, "Bram", "I order a mug of cider <|im_end|> and look around.")
+        await services.edits.add_action(campaign.id, 7, "Bram", "I order a mug of cider <|im_end|> and look around.")
         handle = services.runner.submit(Job(campaign.id, campaign.channel_id, "turn"))
         streamed = [text async for text in handle.updates()]
         result = await asyncio.wait_for(handle.result(), 120)

@@ -36,10 +36,10 @@ def record_prompts(services):
 
 
 async def test_whole_turn_consumes_actions_streams_and_remembers_word_for_word(services):
-    store, narrator = services.store, services.narrator
+    store, edits = services.store, services.edits
     campaign = await store.create_campaign(10, "tavern", "A tavern at the edge of the Murk.")
-    await narrator.add_action(campaign.id, 1, "Bram", "I pay the smith Tolda the 30 gold coins I owe her.")
-    await narrator.add_action(campaign.id, 2, "Ilsa", "I ask the innkeeper for the cellar password.")
+    await edits.add_action(campaign.id, 1, "Bram", "I pay the smith Tolda the 30 gold coins I owe her.")
+    await edits.add_action(campaign.id, 2, "Ilsa", "I ask the innkeeper for the cellar password.")
     prompts, restore = record_prompts(services)
     try:
         handle, seen, result = await turn(services, campaign)
@@ -58,14 +58,14 @@ async def test_whole_turn_consumes_actions_streams_and_remembers_word_for_word(s
 
 
 async def test_recall_brings_an_old_fact_back_into_the_prompt(services):
-    store, narrator = services.store, services.narrator
+    store, edits = services.store, services.edits
     campaign = await store.create_campaign(11, "vault", settings={"summarize_every": 0})
-    await narrator.add_action(campaign.id, 1, "Bram", "I whisper the vault password to Ilsa: it is 'blue heron'.")
+    await edits.add_action(campaign.id, 1, "Bram", "I whisper the vault password to Ilsa: it is 'blue heron'.")
     await turn(services, campaign)
     for i in range(3):
-        await narrator.add_action(campaign.id, 1, "Bram", f"I walk along the river, step {i}.")
+        await edits.add_action(campaign.id, 1, "Bram", f"I walk along the river, step {i}.")
         await turn(services, campaign)
-    await narrator.add_action(campaign.id, 2, "Ilsa", "What was the vault password again?")
+    await edits.add_action(campaign.id, 2, "Ilsa", "What was the vault password again?")
     prompts, restore = record_prompts(services)
     services.narrator.settings = type(services.narrator.settings)(
         **{**services.narrator.settings.__dict__, "recent_turns": 2})  # turn 1 is outside the recent story
@@ -80,10 +80,10 @@ async def test_recall_brings_an_old_fact_back_into_the_prompt(services):
 
 @pytest.mark.config(memory={"summarize_every": 2})
 async def test_every_n_turns_the_story_is_summarised_into_a_memory(services):
-    store, narrator = services.store, services.narrator
+    store, edits = services.store, services.edits
     campaign = await store.create_campaign(12, "summary", "A caravan crosses the desert.")
     for text in ("I lead the camels to the oasis.", "I trade salt for water with the nomads."):
-        await narrator.add_action(campaign.id, 1, "Bram", text)
+        await edits.add_action(campaign.id, 1, "Bram", text)
         await turn(services, campaign)
 
     async def summarised():
@@ -95,9 +95,9 @@ async def test_every_n_turns_the_story_is_summarised_into_a_memory(services):
 
 
 async def test_retry_replaces_the_narration_and_undo_returns_actions(services):
-    store, narrator = services.store, services.narrator
+    store, edits = services.store, services.edits
     campaign = await store.create_campaign(13, "retry", "A haunted mill.", settings={"do_sample": True})
-    await narrator.add_action(campaign.id, 1, "Bram", "I open the mill's creaking door.")
+    await edits.add_action(campaign.id, 1, "Bram", "I open the mill's creaking door.")
     _, _, first = await turn(services, campaign)
     _, _, again = await turn(services, campaign, "retry")
     assert again.turn.id == first.turn.id and again.turn.number == 1
@@ -111,17 +111,17 @@ async def test_retry_replaces_the_narration_and_undo_returns_actions(services):
 
 
 async def test_bad_input_is_refused_with_a_message_and_loses_nothing(services):
-    store, narrator = services.store, services.narrator
+    store, edits = services.store, services.edits
     campaign = await store.create_campaign(14, "empty")
     for blank in ("", "   \n\t", "\u200b\u200d\ufeff", "\u2060 \u200e\x00"):  # zero-width and control characters
         with pytest.raises(BadInput, match="empty action"):
-            await narrator.add_action(campaign.id, 1, "Bram", blank)
+            await edits.add_action(campaign.id, 1, "Bram", blank)
     with pytest.raises(BadInput, match="nothing to narrate"):
         await turn(services, campaign)
     with pytest.raises(BadInput, match="nothing to retry|no narration"):
         await turn(services, campaign, "retry")
     long_action = "I shout " + "very " * 400 + "loudly."
-    action, note = await narrator.add_action(campaign.id, 1, "Bram", long_action)
+    action, note = await edits.add_action(campaign.id, 1, "Bram", long_action)
     assert note and "cut to 1000" in note and len(action.text) <= 1002 and action.text.endswith("…")
     await store.update_campaign(campaign.id, settings={"temperature": "hot"})
     with pytest.raises(BadInput, match="temperature"):
@@ -145,7 +145,7 @@ async def test_a_configured_summarization_model_writes_the_summaries(make_config
         original = services.summarizer.model.summarize
         services.summarizer.model.summarize = lambda text: summarised.append(text) or original(text)
         campaign = await services.store.create_campaign(15, "bart", "A ferry across the grey lake.")
-        await services.narrator.add_action(campaign.id, 1, "Bram", "I pay the ferryman two copper coins.")
+        await services.edits.add_action(campaign.id, 1, "Bram", "I pay the ferryman two copper coins.")
         await turn(services, campaign)
 
         async def summarised_turn_one():
@@ -160,11 +160,11 @@ async def test_a_configured_summarization_model_writes_the_summaries(make_config
 async def test_six_longest_actions_never_lock_the_table(services):
     """Six 1,000-character actions need ~1,935 tokens: at the default budget (1,848) every turn used
     to be refused for good. Now the oldest that fit in half the budget are narrated, the rest wait."""
-    store, narrator = services.store, services.narrator
+    store, edits = services.store, services.edits
     campaign = await store.create_campaign(16, "crowded", "A crowded hall.",
                                            settings={"max_new_tokens": 8, "do_sample": False})
     long_text = "I tell the whole hall the story of my grandmother's farm, " + "and the geese and the goats " * 40
-    added = [(await narrator.add_action(campaign.id, i, f"P{i}", f"{i}: {long_text}"))[0] for i in range(6)]
+    added = [(await edits.add_action(campaign.id, i, f"P{i}", f"{i}: {long_text}"))[0] for i in range(6)]
     assert all(len(a.text) >= 990 for a in added)
     _, _, result = await turn(services, campaign)
     taken = [a.id for a in result.turn.actions]

@@ -18,7 +18,7 @@ from engine.errors import Busy, Cancelled, Unavailable
 from engine.generation import GenerationSettings
 from engine.jobs.job import Job, JobHandle
 from engine.jobs.runner import JobContext, Runner
-from engine.textgen.base import Prompt
+from engine.textgen.base import Prompt, TextBackend
 from engine.jobs.worker import ModelWorker
 from scripted_backend import Die, ScriptedBackend, scripted_reply
 
@@ -85,7 +85,6 @@ class Rig:
         worker: ModelWorker = ModelWorker("text", loader or (lambda: backend))
         await asyncio.wait_for(worker.start(), WAIT)
         runner = Runner(handler, worker, **runner_kw)
-        await runner.start()
         self.made.append((runner, worker))
         return runner, backend, worker
 
@@ -492,7 +491,7 @@ async def test_resolve_answers_early_but_the_channel_waits_for_the_handler(rig):
     assert await result(other) == scripted_reply("other", GenerationSettings(max_new_tokens=3))
     await asyncio.sleep(0.05)
     assert not next_turn.started and next_turn.position() == 1
-    assert "start next" not in events and runner.running_channels() == {1}
+    assert "start next" not in events and runner.queue_length(1) == 1  # waits behind the summary
     summary_gate.set()
     assert await result(next_turn) == scripted_reply("next", GenerationSettings(max_new_tokens=3))
     assert events.index("end turn") < events.index("start next")
@@ -532,7 +531,7 @@ async def test_close_cancels_running_jobs_after_the_timeout(rig):
 
 # --- the real bundled model ---------------------------------------------------------------------
 
-class RecordingBackend:
+class RecordingBackend(TextBackend):
     """Delegates to a real backend and records the requests of every generate_batch call."""
 
     def __init__(self, inner) -> None:

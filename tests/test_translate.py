@@ -576,7 +576,6 @@ async def test_llm_translates_inside_a_job_and_refuses_outside(tmp_path):
     worker: ModelWorker = ModelWorker("text", lambda: backend)
     await bounded(worker.start())
     runner = Runner(handler, worker, batch_wait_ms=5)
-    await runner.start()
     try:
         text = "*Привет, Брам!* Я иду.\n\nДракон спит."
         handle = runner.submit(Job(campaign_id=1, channel_id=1, payload={"text": text}))

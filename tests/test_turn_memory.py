@@ -37,7 +37,7 @@ async def test_a_fact_in_a_turn_the_budget_dropped_from_the_window_is_recalled(s
     await commit(services, campaign, "Ilsa", FACT, long_narration(1))
     for n in range(2, 7):  # six recent turns: all offered to the window, but only some fit the budget
         await commit(services, campaign, "Kel", f"I walk through the town, street {n}.", long_narration(n))
-    await services.narrator.add_action(campaign.id, 8, "Ilsa", PROBE)
+    await services.edits.add_action(campaign.id, 8, "Ilsa", PROBE)
     result = await turn(services, campaign)
     remembered = result.memory
     assert remembered.offered == (1, 2, 3, 4, 5, 6)
@@ -48,19 +48,19 @@ async def test_a_fact_in_a_turn_the_budget_dropped_from_the_window_is_recalled(s
     # ...and nothing the window holds is recalled again
     assert all(e.turn_from is None or e.turn_from < remembered.window[0] for e in remembered.recalled)
     assert remembered.prompt_tokens <= remembered.budget == 700 - 8
-    again = await services.narrator.last_memory(campaign.id)
+    again = await services.edits.last_memory(campaign.id)
     assert again == (result.turn.number, remembered)  # kept with the turn, for /dm memory last
 
 
 async def test_the_last_turn_tells_what_it_remembered_and_a_retry_tells_anew(services):
-    store, narrator = services.store, services.narrator
+    store, edits = services.store, services.edits
     campaign = await store.create_campaign(31, "harbour", "A storm-wracked harbour town.")
-    assert await narrator.last_memory(campaign.id) is None
-    pinned, _ = await narrator.pin_fact(campaign, "Cira's god is Vhal, the drowned one.")
+    assert await edits.last_memory(campaign.id) is None
+    pinned, _ = await edits.pin_fact(campaign, "Cira's god is Vhal, the drowned one.")
     await commit(services, campaign, "Bram", "I name my ship the Marigold.", "Gulls circle the mast.")
-    await narrator.add_action(campaign.id, 9, "Bram", "I ask whether the Marigold is ready to sail.")
+    await edits.add_action(campaign.id, 9, "Bram", "I ask whether the Marigold is ready to sail.")
     result = await turn(services, campaign)
-    number, remembered = await narrator.last_memory(campaign.id)
+    number, remembered = await edits.last_memory(campaign.id)
     assert number == result.turn.number == 2 and remembered == result.memory
     assert [e.id for e in remembered.pinned] == [pinned.id] and remembered.window == (1,)
     assert remembered.recalled == ()  # turn 1 is in the window: not recalled a second time
@@ -68,7 +68,7 @@ async def test_the_last_turn_tells_what_it_remembered_and_a_retry_tells_anew(ser
     assert lines[0].startswith("Turn 2's prompt:") and f"#{pinned.id}" in lines[2]
     assert "Recent story: turn 1" in lines[-1]
     retried = await turn(services, campaign, "retry")
-    assert (await narrator.last_memory(campaign.id)) == (2, retried.memory)
+    assert (await edits.last_memory(campaign.id)) == (2, retried.memory)
 
 
 async def test_a_narration_the_model_repeats_is_remembered_once(services):
@@ -84,7 +84,7 @@ async def test_a_narration_the_model_repeats_is_remembered_once(services):
 async def test_no_model_call_ever_exceeds_the_context_summaries_included(services):
     """Three turns of five long actions: the summary prompt was the whole story, uncut (4,626 tokens in
     a plain repro). Now the story is summarised in pieces that fit, and the guard checks every call."""
-    store, narrator, backend = services.store, services.narrator, services.backend
+    store, edits, backend = services.store, services.edits, services.backend
     sent: list[tuple[str, int]] = []
     original = backend.generate_batch
 
@@ -96,7 +96,7 @@ async def test_no_model_call_ever_exceeds_the_context_summaries_included(service
     campaign = await store.create_campaign(33, "long", "A long night.", settings={"do_sample": False})
     story = "I tell of the war in the north, of the burning towns and the long march home through snow. "
     for p in range(3):  # three turns, each action about 230 tokens: the three of them no summary prompt holds
-        await narrator.add_action(campaign.id, p, f"P{p}", f"Part {p}: {story * 10}"[:1000])
+        await edits.add_action(campaign.id, p, f"P{p}", f"Part {p}: {story * 10}"[:1000])
         while await store.pending_actions(campaign.id):
             await turn(services, campaign)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from engine.errors import Cancelled
+
+View = Callable[[str], Awaitable[str]]  # the text so far -> what the table is shown of it
 
 # undo is a job too, so it waits for the channel's running turn (and its summary) instead of racing it.
 JOB_KINDS = ("turn", "retry", "undo", "summary", "picture_prompt")
@@ -37,6 +39,7 @@ class JobHandle:
         self._result: asyncio.Future = asyncio.get_running_loop().create_future()
         self._changed = asyncio.Event()
         self.text = ""  # generated so far
+        self.view: View | None = None  # what the table is shown of `text` (the handler sets it; None: text)
         self.started = False
         self.cancel_requested = False
 
@@ -65,14 +68,15 @@ class JobHandle:
         return await asyncio.shield(self._result)
 
     async def updates(self) -> AsyncIterator[str]:
-        """The whole text so far, each time it grew; ends when the job does (its error is raised)."""
+        """What the table is shown of the text so far (the handler's view of it), each time the text grew;
+        ends when the job does (its error is raised)."""
         sent = None
         while True:
             # Clear before looking: text that grew while the reader was busy is yielded, not slept on.
             self._changed.clear()
             if self.text != sent:
                 sent = self.text
-                yield sent
+                yield await self.view(sent) if self.view is not None else sent
                 continue
             if self.done:
                 break
@@ -81,16 +85,16 @@ class JobHandle:
             waiter.cancel()
         await self.result()
 
-    # --- for the runner ---
-    def _append(self, piece: str) -> None:
+    # --- the runner's side ---
+    def append(self, piece: str) -> None:
         self.text += piece
         self._changed.set()
 
-    def _reset_text(self) -> None:
+    def reset_text(self) -> None:
         self.text = ""
         self._changed.set()
 
-    def _finish(self, result: Any = None, error: BaseException | None = None) -> None:
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         if self._result.done():
             return
         if error is not None:
@@ -100,5 +104,5 @@ class JobHandle:
             self._result.set_result(result)
         self._changed.set()
 
-    def _fail_cancelled(self) -> None:
-        self._finish(error=Cancelled("the job was cancelled"))
+    def fail_cancelled(self) -> None:
+        self.finish(error=Cancelled("the job was cancelled"))

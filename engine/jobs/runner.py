@@ -51,16 +51,20 @@ class JobContext:
         self.check_cancelled()
         if self._runner.guard is not None:
             self._runner.guard.check(text, settings)
-        result = await self._runner._generate(_GenSlot(GenRequest(text, settings), self.handle, stream))
+        result = await self._runner.generate_in_batch(_GenSlot(GenRequest(text, settings), self.handle, stream))
         self.check_cancelled()
         return result
 
+    def show_through(self, view) -> None:
+        """What the table is shown of the text as it streams: `view` of it (None: the text itself)."""
+        self.handle.view = view
+
     def restart_stream(self) -> None:
-        self.handle._reset_text()
+        self.handle.reset_text()
 
     def resolve(self, result: Any) -> None:
         """Answer the submitter now; the handler may go on (a summary) while the channel waits."""
-        self.handle._finish(result)
+        self.handle.finish(result)
 
 
 Handler = Callable[[Job, JobContext], Awaitable[Any]]
@@ -87,9 +91,6 @@ class Runner:
         self._streams: set[asyncio.Task] = set()  # requests to a concurrent backend (a model server)
         self._closing = False
 
-    async def start(self) -> None:
-        """Nothing to start: jobs are started as they come and as slots free up."""
-
     # --- submitting ---
     def submit(self, job: Job) -> JobHandle:
         if self._closing:
@@ -114,9 +115,6 @@ class Runner:
             return len(self._waiting.get(channel_id, ()))
         return sum(len(q) for q in self._waiting.values())
 
-    def running_channels(self) -> set[int]:
-        return set(self._running)
-
     def _position(self, handle: JobHandle) -> int:
         queue = self._waiting.get(handle.job.channel_id, deque())
         ahead = queue.index(handle) if handle in queue else 0
@@ -132,14 +130,14 @@ class Runner:
                 self._waiting.pop(channel, None)
                 if channel in self._rotation:
                     self._rotation.remove(channel)
-        handle._fail_cancelled()
+        handle.fail_cancelled()
 
     def cancel_channel(self, channel_id: int) -> int:
         """Cancel every job of a channel (its campaign was reset or ended); returns how many."""
         handles = list(self._waiting.pop(channel_id, ()))
         for handle in handles:
             handle.cancel()
-            handle._fail_cancelled()
+            handle.fail_cancelled()
         if channel_id in self._rotation:
             self._rotation.remove(channel_id)
         task = self._running.get(channel_id)
@@ -157,7 +155,7 @@ class Runner:
             if channel in self._running:  # it rejoins the rotation when its job ends
                 continue
             while queue and queue[0].cancel_requested:
-                queue.popleft()._fail_cancelled()
+                queue.popleft().fail_cancelled()
             if not queue:
                 self._waiting.pop(channel, None)
                 continue
@@ -180,14 +178,14 @@ class Runner:
         try:
             if handle.cancel_requested:
                 raise Cancelled("the job was cancelled")
-            handle._finish(await self._handler(handle.job, JobContext(self, handle)))
+            handle.finish(await self._handler(handle.job, JobContext(self, handle)))
         except asyncio.CancelledError:
-            handle._fail_cancelled()
+            handle.fail_cancelled()
             raise
         except Exception as exc:
             if not isinstance(exc, EngineError):  # engine errors are answers (bad input...), not bugs
                 log.exception("job %s (%s) failed", handle.job.request_id, handle.job.kind)
-            handle._finish(error=exc)
+            handle.finish(error=exc)
         finally:
             channel = handle.job.channel_id
             self._running.pop(channel, None)
@@ -198,7 +196,7 @@ class Runner:
                 self._start_ready_jobs()
 
     # --- batching generate calls ---
-    async def _generate(self, slot: _GenSlot) -> str:
+    async def generate_in_batch(self, slot: _GenSlot) -> str:
         self._gen_pending.append(slot)
         self._wake_batcher.set()
         if self._batcher is None or self._batcher.done():
@@ -217,7 +215,7 @@ class Runner:
 
     async def _gather(self) -> None:
         """Wait a moment for the other running jobs' requests, so they share one call."""
-        if getattr(self._worker.model, "concurrent", False):
+        if self._worker.model is not None and self._worker.model.concurrent:
             return  # nothing to share: each request streams on its own
         deadline = asyncio.get_running_loop().time() + self._batch_wait
         while len(self._gen_pending) < min(self.batch_size, len(self._running)):
@@ -240,7 +238,7 @@ class Runner:
         if not slots:
             return
         backend = self._worker.model
-        if getattr(backend, "concurrent", False):  # a server that schedules by itself: one stream per job
+        if backend is not None and backend.concurrent:  # a server that schedules by itself: one stream per job
             for slot in slots:
                 task = asyncio.create_task(self._stream(backend, slot), name=f"stream-{slot.handle.job.request_id}")
                 self._streams.add(task)
@@ -255,7 +253,7 @@ class Runner:
 
         def on_token(i: int, piece: str) -> None:  # worker thread
             if slots[i].stream:
-                loop.call_soon_threadsafe(slots[i].handle._append, piece)
+                loop.call_soon_threadsafe(slots[i].handle.append, piece)
 
         def should_stop(i: int) -> bool:  # worker thread; reading a bool is safe
             return slots[i].handle.cancel_requested
@@ -277,10 +275,10 @@ class Runner:
             if not slot.future.done():
                 slot.future.set_result(text)
 
-    async def _stream(self, backend: Any, slot: _GenSlot) -> None:
+    async def _stream(self, backend: TextBackend, slot: _GenSlot) -> None:
         def on_piece(piece: str) -> None:
             if slot.stream:
-                slot.handle._append(piece)
+                slot.handle.append(piece)
 
         try:
             text = await asyncio.wait_for(
@@ -311,7 +309,7 @@ class Runner:
         self._closing = True
         for channel in list(self._waiting):
             for handle in self._waiting.pop(channel):
-                handle._finish(error=Unavailable("the Dungeon Master is shutting down"))
+                handle.finish(error=Unavailable("the Dungeon Master is shutting down"))
         self._rotation.clear()
         running = list(self._running.values())
         if running:

@@ -2,6 +2,7 @@
 from engine.memory.bank import MemoryBank
 from engine.memory.embeddings import Embedder
 from engine.memory.recall import Recalled, turn_queries
+from engine.memory.summaries import Summaries
 from engine.memory.summarize import PipelineSummarizer
 
-__all__ = ["Embedder", "MemoryBank", "PipelineSummarizer", "Recalled", "turn_queries"]
+__all__ = ["Embedder", "MemoryBank", "PipelineSummarizer", "Recalled", "Summaries", "turn_queries"]

@@ -100,10 +100,6 @@ class PicturePrompt:
     caption: str  # one line for the players: "Turn 12: Bram and Mira at the old mill, night, torchlight"
     main: str  # the main part: at most CLIP_TOKENS by clip_tokens' estimate
 
-    @property
-    def main_tokens(self) -> int:
-        return clip_tokens(self.main)
-
 
 @dataclass(frozen=True)
 class _Part:

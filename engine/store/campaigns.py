@@ -123,11 +123,6 @@ class Store(MemoryTables, TableTables):
     async def campaign_for_channel(self, channel_id: int) -> Campaign | None:
         return await self._campaign_where("channel_id = ? AND active = 1", (channel_id,))
 
-    async def campaign_by_name(self, name: str) -> Campaign | None:
-        """The newest active campaign with that name (compared case-insensitively)."""
-        return await self._campaign_where(
-            "name = ? COLLATE NOCASE AND active = 1 ORDER BY id DESC LIMIT 1", (name.strip(),))
-
     async def list_campaigns(self) -> list[Campaign]:
         rows = await self._rows(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id")
         return [campaign_from_row(row) for row in rows]
@@ -198,13 +193,6 @@ class Store(MemoryTables, TableTables):
             f"SELECT {_ACTION_COLUMNS} FROM actions WHERE campaign_id = ? AND turn_id IS NULL"
             " ORDER BY id", (campaign_id,))
         return [Action(*row) for row in rows]
-
-    async def delete_action(self, action_id: int) -> bool:
-        """Withdraw a pending action; an action already part of a turn is kept."""
-        async with self._write() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM actions WHERE id = ? AND turn_id IS NULL", (action_id,))
-        return cursor.rowcount > 0
 
     # ----- turns -----
 

@@ -181,3 +181,11 @@ def keep_voice(text: str, player_names: set[str]) -> str:
         return text
     result = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return result if visible(result) else text
+
+
+def posted_narration(text: str, player_names: set[str]) -> str:
+    """A narration as the table sees it (and the story keeps it): the DM's lines only, whole sentences,
+    in the DM's voice (no sentence in the first person outside quotes, none speaking for a player,
+    unless nothing else is left), mentions defused; nothing when no word is left (a list's "9.")."""
+    text = defuse_mentions(whole_sentences(keep_voice(clean_narration(text, player_names), player_names)))
+    return text if any(char.isalpha() for char in text) else ""

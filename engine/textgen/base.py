@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 from engine.generation import GenerationSettings
 
@@ -27,14 +27,32 @@ class GenRequest:
     settings: GenerationSettings
 
 
-class TextBackend(Protocol):
-    name: str
-    can_batch: bool
+class TextBackend:
+    """What every text backend offers the engine, and the capabilities it declares (as simonw/llm's models
+    declare theirs): the runner asks these, never the backend's type.
 
-    def render(self, prompt: Prompt) -> str: ...
+    - can_batch: generate_batch takes several requests at once (one per call otherwise);
+    - concurrent: a server that schedules by itself: the runner calls `stream` for each request at once,
+      on the event loop, instead of generate_batch on the model's thread.
+    """
 
-    def count_tokens(self, text: str) -> int: ...
+    name: str = "text backend"
+    can_batch: bool = False
+    concurrent: bool = False
+
+    def render(self, prompt: Prompt) -> str:
+        raise NotImplementedError
+
+    def count_tokens(self, text: str) -> int:
+        raise NotImplementedError
 
     def generate_batch(
         self, requests: Sequence[GenRequest], on_token: TokenSink, should_stop: StopCheck
-    ) -> list[str]: ...
+    ) -> list[str]:
+        """On the model's thread: every request's whole text; on_token gets the pieces as they come."""
+        raise NotImplementedError
+
+    async def stream(self, request: GenRequest, on_piece: Callable[[str], None],
+                     should_stop: Callable[[], bool]) -> str:
+        """On the event loop, for a `concurrent` backend: one reply, piece by piece to on_piece."""
+        raise NotImplementedError(f"{self.name} does not stream on the event loop (it is not concurrent)")

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
-from engine.textgen.base import GenRequest, Prompt, StopCheck, TokenSink
+from engine.textgen.base import GenRequest, Prompt, StopCheck, TextBackend, TokenSink
 from engine.textgen.control_tokens import ROLE_MARKERS, render_prompt
 from engine.textgen.models import resolve_text_model
 
@@ -94,7 +94,7 @@ def completion_kwargs(settings: GenerationSettings) -> dict[str, Any]:
     return kwargs
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(TextBackend):
     can_batch = False  # one request at a time; the runner sends one per call
 
     def __init__(self, model, counter, name: str, llama_cpp) -> None:

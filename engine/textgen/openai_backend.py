@@ -20,7 +20,7 @@ import aiohttp
 
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
-from engine.textgen.base import GenRequest, Prompt
+from engine.textgen.base import GenRequest, Prompt, TextBackend
 from engine.textgen.control_tokens import ROLE_MARKERS, neutralise
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def piece_of(event: Any, api: str) -> str:
     return piece or ""
 
 
-class OpenAIBackend:
+class OpenAIBackend(TextBackend):
     can_batch = False
     concurrent = True  # the runner streams several requests at once instead of batching them itself
 

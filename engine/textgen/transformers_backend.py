@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 from engine.errors import Unavailable
 from engine.generation import GenerationSettings
-from engine.textgen.base import GenRequest, Prompt, StopCheck, TokenSink
+from engine.textgen.base import GenRequest, Prompt, StopCheck, TextBackend, TokenSink
 from engine.textgen.control_tokens import control_markers, render_prompt
 from engine.textgen.models import ModelSource, convert_gguf, resolve_text_model
 
@@ -82,7 +82,7 @@ class _RowStreamer:
         pass
 
 
-class TransformersBackend:
+class TransformersBackend(TextBackend):
     can_batch = True
 
     def __init__(self, model, tokenizer, count_tokenizer, name: str) -> None:
