@@ -39,6 +39,7 @@ def terminal_channel_id(name: str) -> int:
 
 
 class TerminalGame:
+    """A campaign played in the terminal: lines are actions, /commands do what /dm commands do on Discord."""
     def __init__(self, services: Services, campaign: Campaign, player: str, out: TextIO) -> None:
         self.services, self.campaign, self.player, self.out = services, campaign, player, out
 

@@ -10,6 +10,7 @@ from engine.errors import BadInput
 
 @dataclass(frozen=True)
 class GenerationSettings:
+    """The sampling settings a generate call takes (the seed article's full set), checked for range."""
     max_new_tokens: int = 200
     min_new_tokens: int = 0
     temperature: float = 0.8

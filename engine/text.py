@@ -1,9 +1,15 @@
-"""Text helpers every wing may use: pieces cut at sentence ends, and the words too common to search by."""
+"""Text helpers every wing may use: where a sentence ends, pieces cut there, and the words too common to
+search by."""
 from __future__ import annotations
 
 import re
 
-_PIECE_BREAK = re.compile(r"(?<=[.!?…])\s+|\n+")  # after a sentence's end mark, or a line break
+# What ends a sentence, for every wing that cuts text at sentences (narration, memory, translation): its
+# marks, then any closing quotes, brackets or emphasis, then a space or the end.
+END_MARKS = ".!?…。！？"
+CLOSERS = "\"'»”’)\]*_"
+SENTENCE_END = re.compile(rf"[{re.escape(END_MARKS)}]+[{re.escape(CLOSERS)}]*(?=\s|$)")
+_LINE_BREAK = re.compile(r"\n+")
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
@@ -15,11 +21,23 @@ into onto upon ask asks asked tell tells told say says said see sees saw look lo
 """.split())
 
 
+def sentences(text: str) -> list[str]:
+    """The text cut after each sentence end and at line breaks (the pieces keep their own spaces)."""
+    out: list[str] = []
+    for line in _LINE_BREAK.split(text):
+        start = 0
+        for end in SENTENCE_END.finditer(line):
+            out.append(line[start:end.end()])
+            start = end.end()
+        out.append(line[start:])
+    return out
+
+
 def chunk_text(text: str, limit: int) -> list[str]:
     """Pieces of at most `limit` characters, cut at sentence ends where possible, words kept whole."""
     pieces: list[str] = []
     current = ""
-    for sentence in (s.strip() for s in _PIECE_BREAK.split(text)):
+    for sentence in (s.strip() for s in sentences(text)):
         if not sentence:
             continue
         while len(sentence) > limit:  # one overlong sentence: cut at the last space before the limit

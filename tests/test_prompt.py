@@ -159,7 +159,7 @@ def test_continuation_shape_for_plain_models(text_backend):
 
 
 def test_narration_cleaning_drops_a_players_line_at_the_start_and_cuts_at_the_next_speaker():
-    from engine.table.narrator import clean_narration
+    from engine.table.narration import clean_narration
 
     names = {"Bram", "Ilsa"}
     assert clean_narration("Bram: I attack the troll!\nThe troll roars and swings.", names) == "The troll roars and swings."

@@ -71,6 +71,7 @@ Handler = Callable[[Job, JobContext], Awaitable[Any]]
 
 
 class Runner:
+    """One queue per channel (order kept), fair across channels, bounded; generate calls of several channels' jobs batched."""
     def __init__(
         self, handler: Handler, text_worker: ModelWorker[TextBackend], *, batch_size: int = 4,
         batch_wait_ms: int = 20, max_pending_per_channel: int = 8, max_pending_total: int = 64,
@@ -83,6 +84,7 @@ class Runner:
         self._waiting: dict[int, deque[JobHandle]] = {}
         self._rotation: deque[int] = deque()  # channels with waiting jobs, in round-robin order
         self._running: dict[int, asyncio.Task] = {}
+        self._handles: dict[asyncio.Task, JobHandle] = {}  # each running job's task and its handle
         self._gen_pending: list[_GenSlot] = []
         self._wake_batcher = asyncio.Event()
         # The batcher runs only while there are requests: an idle runner owns no task at all, so
@@ -142,7 +144,7 @@ class Runner:
             self._rotation.remove(channel_id)
         task = self._running.get(channel_id)
         if task is not None:
-            getattr(task, "handle").cancel()
+            self._handles[task].cancel()
         return len(handles) + (task is not None)
 
     # --- scheduling ---
@@ -164,7 +166,8 @@ class Runner:
                 self._waiting.pop(channel, None)
             handle.started = True  # from now on it has no place in a queue
             task = asyncio.create_task(self._run(handle), name=f"job-{handle.job.request_id}")
-            task.handle = handle  # type: ignore[attr-defined]
+            self._handles[task] = handle
+            task.add_done_callback(self._handles.pop)
             self._running[channel] = task
             self._tell_waiting(channel)
 
@@ -315,7 +318,7 @@ class Runner:
         if running:
             _, late = await asyncio.wait(running, timeout=timeout)
             for task in late:
-                getattr(task, "handle").cancel()
+                self._handles[task].cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
             for task in late:

@@ -38,6 +38,7 @@ class Probe:
 
 
 class MemoryBank:
+    """A campaign's long-term memory: writes its entries (embedded), recalls by meaning and by words."""
     def __init__(
         self, store: Store, embed_worker: ModelWorker[Embedder], embedder_id: str, *,
         chunk_chars: int = 400, max_cached_campaigns: int = 64, timeout_s: float = 120.0,

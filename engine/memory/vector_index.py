@@ -14,6 +14,7 @@ import numpy as np
 
 
 class VectorIndex:
+    """A campaign's memory vectors in one matrix, kept in step with the store, scored in one product."""
     def __init__(self, ids: Sequence[int], matrix: np.ndarray, keys: Sequence[int]) -> None:
         count = len(ids)
         capacity = max(64, count + count // 8)

@@ -52,6 +52,7 @@ class Picture:
 
 
 class PictureClient:
+    """An AUTOMATIC1111 server over the shared aiohttp session: txt2img with progress, cancel, clear errors."""
     def __init__(self, session: aiohttp.ClientSession, settings: PictureSettings) -> None:
         self.session, self.settings = session, settings
         self.base = settings.url.rstrip("/")

@@ -8,25 +8,29 @@ from engine.errors import Busy
 
 
 class Ticket:
+    """A picture's place in the painter's line, until it is released."""
+
     def __init__(self, painter: "Painter", channel_id: int) -> None:
         self.painter, self.channel_id = painter, channel_id
-        self._line_changed = asyncio.Event()
+        self.line_changed = asyncio.Event()  # set by the painter when a ticket ahead of this one leaves
 
     def position(self) -> int:
         """Pictures ahead of this one (0: it is being painted)."""
-        return self.painter._line.index(self) if self in self.painter._line else 0
+        return self.painter.place(self) or 0
 
     async def moved(self, position: int) -> None:
         """Wait until this ticket's place differs from `position`."""
-        while self.position() == position and self in self.painter._line:
-            self._line_changed.clear()
-            await self._line_changed.wait()
+        while self.position() == position and self.painter.place(self) is not None:
+            self.line_changed.clear()
+            await self.line_changed.wait()
 
     def release(self) -> None:
-        self.painter._release(self)
+        self.painter.release(self)
 
 
 class Painter:
+    """The line of pictures waiting for the picture server."""
+
     def __init__(self, max_waiting: int = 16) -> None:
         self.max_waiting = max_waiting
         self._line: deque[Ticket] = deque()
@@ -40,11 +44,15 @@ class Painter:
         self._line.append(ticket)
         return ticket
 
-    def _release(self, ticket: Ticket) -> None:
+    def place(self, ticket: Ticket) -> int | None:
+        """Pictures ahead of `ticket`; None once it left the line."""
+        return self._line.index(ticket) if ticket in self._line else None
+
+    def release(self, ticket: Ticket) -> None:
         if ticket in self._line:
             self._line.remove(ticket)
         for waiting in self._line:
-            waiting._line_changed.set()
+            waiting.line_changed.set()
 
     def waiting(self) -> int:
         return len(self._line)

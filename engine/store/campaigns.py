@@ -41,6 +41,7 @@ def busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 class Store(MemoryTables, TableTables):
+    """The one SQLite file: one connection, one write lock, every table (campaigns, actions, turns; mixins for the rest)."""
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         self._conn = conn
         self.path = path

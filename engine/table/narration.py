@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from engine.text import SENTENCE_END
+
 ZWSP = "\u200b"  # between "@" and "everyone" Discord sees plain text
 _MASS = re.compile(r"@(everyone|here)\b", re.IGNORECASE)
 _USER_OR_ROLE = re.compile(r"<@[!&]?\d+>")
 # A sentence ends at . ! ? … (also 。！？), optionally followed by closing quotes or brackets.
 _LIST_MARK = r"[*_]*(?:\d+[.)]\s*)?[*_]*"  # what may stand before a speaker's name: markup, a list number
-_SENTENCE_END = re.compile(r"[.!?…。！？]+[\"'»”’)\]*_]*(?=\s|$)")
 
 
 def visible(text: str) -> bool:
@@ -41,7 +42,7 @@ def whole_sentences(text: str) -> str:
     """The text up to its last complete sentence: a reply cut by max_new_tokens ends mid-sentence
     ("...it might actually"). Kept as it is when no sentence ends at all (better a fragment than nothing)."""
     text = text.rstrip()
-    ends = list(_SENTENCE_END.finditer(text))
+    ends = list(SENTENCE_END.finditer(text))
     if not ends or ends[-1].end() == len(text):
         return text
     return text[: ends[-1].end()]
@@ -50,7 +51,7 @@ def whole_sentences(text: str) -> str:
 def ends_at_sentence(text: str) -> bool:
     """Whether the text ends where a sentence ends (closing quotes and brackets after it allowed)."""
     text = text.rstrip()
-    return any(end.end() == len(text) for end in _SENTENCE_END.finditer(text))
+    return any(end.end() == len(text) for end in SENTENCE_END.finditer(text))
 
 
 def defuse_mentions(text: str) -> str:
@@ -94,7 +95,7 @@ def _spans(line: str) -> list[tuple[int, int]]:
     closes a quote when a new sentence starts after it ('"Run!" The torch gutters.'; '"Run!" she
     cries.' is one sentence); what follows the last end is one more. A list's numbers ("1.") start a sentence."""
     inside, cuts = _quoted(line), [0]
-    for end in _SENTENCE_END.finditer(line):
+    for end in SENTENCE_END.finditer(line):
         closes = end.end() == len(line) or not inside[end.end()]
         rest = line[end.end():].lstrip()
         if re.fullmatch(r"[\d.\s]+", line[cuts[-1]:end.start()]):  # "1." or the model's "12. 7."

@@ -88,6 +88,7 @@ Show = Callable[[Campaign, "RoundState | None"], Awaitable[None]]  # who the rou
 
 
 class RoundKeeper:
+    """Narrates a campaign's round when every active player acted or its timer ran out, and says who it waits for."""
     def __init__(self, store: Store, rules: Callable[[Campaign], RoundRules], narrate: Narrate, show: Show) -> None:
         self.store, self._rules, self._narrate, self._show = store, rules, narrate, show
         self._timers: dict[int, tuple[float, asyncio.Task]] = {}  # campaign id -> (deadline, its task)

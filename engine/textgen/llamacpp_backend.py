@@ -95,6 +95,7 @@ def completion_kwargs(settings: GenerationSettings) -> dict[str, Any]:
 
 
 class LlamaCppBackend(TextBackend):
+    """llama.cpp on a GGUF file (llama-cpp-python): streaming, cancellation, one request at a time."""
     can_batch = False  # one request at a time; the runner sends one per call
 
     def __init__(self, model, counter, name: str, llama_cpp) -> None:

@@ -90,6 +90,7 @@ def piece_of(event: Any, api: str) -> str:
 
 
 class OpenAIBackend(TextBackend):
+    """Any OpenAI-compatible server (chat or completions API), streamed over aiohttp, with retries and a concurrency limit."""
     can_batch = False
     concurrent = True  # the runner streams several requests at once instead of batching them itself
 

@@ -83,6 +83,7 @@ class _RowStreamer:
 
 
 class TransformersBackend(TextBackend):
+    """A transformers causal LM: chat or continuation prompts, left-padded batches, per-row streaming."""
     can_batch = True
 
     def __init__(self, model, tokenizer, count_tokenizer, name: str) -> None:

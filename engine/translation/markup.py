@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from engine.text import CLOSERS, END_MARKS
+
 OPEN, CLOSE = "⟦", "⟧"
 _PLACEHOLDER = re.compile(rf"{OPEN}\s*(\d+)\s*{CLOSE}")
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)  # a code block, even one still being written
@@ -25,7 +27,7 @@ _MARKS = re.compile(
     re.MULTILINE,
 )
 # A sentence ends at . ! ? or … (with any closing quotes or marks) before a space, or at a line end.
-_BREAK = re.compile(r"(?<=[.!?…])([\"'»”)\]*_~|]*)([ \t]+)|[ \t]*\n\s*")
+_BREAK = re.compile(rf"(?<=[{re.escape(END_MARKS)}])([{re.escape(CLOSERS)}~|]*)([ \t]+)|[ \t]*\n\s*")
 # Code, where no sentence ends: inline code, and (in growing text) inline code not closed yet.
 _INLINE = re.compile(r"`[^`\n]+`")
 _CODE = re.compile(r"```.*?```|`[^`\n]+`|`[^`\n]*\Z", re.DOTALL)

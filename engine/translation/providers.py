@@ -41,6 +41,7 @@ def language_problem(provider: Provider, code: str) -> str | None:
 
 
 class YandexProvider:
+    """Yandex's free translator (yandexfreetranslate), its blocking calls in a thread."""
     name, streams = "yandex", True
     LIMIT = 500  # characters per request; the library itself cuts longer texts and joins them with "\n"
 

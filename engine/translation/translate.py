@@ -40,6 +40,7 @@ def opening(text: str, chars: int) -> str:
 
 
 class Translation:
+    """Between the players' language and the model's: glossary terms kept, markup kept, cached, paused after failures."""
     def __init__(self, provider: Provider | None, model_language: str, *, cache_size: int = 1024,
                  failures_to_pause: int = 3, pause_s: float = 300.0,
                  clock: Callable[[], float] | None = None) -> None:
