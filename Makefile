@@ -43,7 +43,7 @@ test: setup-dev setup-gptq setup-gptqmodel
 
 # The auto-gptq profile (llm.backend = "auto-gptq") in its own venv: auto-gptq 0.7.1 imports only with
 # transformers 4, so it cannot share .venv. First setup about 2 minutes; BUILD_CUDA_EXT=0 builds it as
-# pure Python in seconds (README, "GPTQ models").
+# pure Python in seconds (docs/backends.md, "GPTQ models").
 GPTQ_VENV := .venv-gptq
 GPTQ_BIN := $(GPTQ_VENV)/bin
 # The GPTQ tests and the engine's tests that need no Discord, on this profile's transformers 4 stack.

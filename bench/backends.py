@@ -15,7 +15,7 @@ import gc
 import os
 import time
 
-from common import MODEL_CACHE, emit, log, median
+from common import MODEL_CACHE, bench_logging, emit, log, median
 
 from engine.generation import GenerationSettings
 from engine.textgen.base import GenRequest, Prompt
@@ -77,6 +77,7 @@ def main(runs: int, tokens: int, threads: int, torch_threads: int = 0) -> dict:
 
 
 if __name__ == "__main__":
+    bench_logging()
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=128)

@@ -13,25 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
-import math
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import MODEL_CACHE, bench_logging, emit, percentile
 
-from engine.generation import GenerationSettings  # noqa: E402
-from engine.jobs.job import Job  # noqa: E402
-from engine.jobs.runner import JobContext, Runner  # noqa: E402
-from engine.textgen.base import Prompt  # noqa: E402
-from engine.jobs.worker import ModelWorker  # noqa: E402
+from engine.generation import GenerationSettings
+from engine.jobs.job import Job
+from engine.jobs.runner import JobContext, Runner
+from engine.textgen.base import Prompt
+from engine.jobs.worker import ModelWorker
 
 log = logging.getLogger("bench.batching")
 NEW_TOKENS = 64
@@ -60,12 +53,6 @@ def user_text(k: int) -> str:
         f"to a secret guild and that a stranger in a grey cloak follows them. Now {hero} {action}, "
         f"while the others keep watch. Describe what {hero} finds and what danger is coming."
     )
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 async def handler(job: Job, ctx: JobContext) -> str:
@@ -97,11 +84,10 @@ async def main(repeats: int, campaign_counts: list[int]) -> dict:
     from engine.textgen.transformers_backend import TransformersBackend
     import torch
 
-    cache_dir = str(ROOT / ".cache" / "models")
     calls: list[int] = []
 
     def load():
-        backend = TransformersBackend.load("bundled:smollm2", device="cpu", cache_dir=cache_dir, progress=log.info)
+        backend = TransformersBackend.load("bundled:smollm2", device="cpu", cache_dir=MODEL_CACHE, progress=log.info)
         inner = backend.generate_batch
 
         def counted(requests, on_token, should_stop):  # how many requests each generate call carried
@@ -177,7 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    bench_logging()
     counts = [int(c) for c in args.campaigns.split(",") if c.strip()]
     figures = asyncio.run(main(args.repeats, counts))
-    print(json.dumps(figures))
+    emit(figures, sort_keys=False)

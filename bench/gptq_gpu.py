@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, emit, log
+from common import bench_logging, emit, log, use_paths
 
-sys.path.insert(0, str(ROOT / "tests"))
+use_paths(tests=True)  # tinymodels, by module name
 
 
 def load(loader: str, folder: str):
@@ -132,4 +132,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    bench_logging()
     sys.exit(main())

@@ -21,7 +21,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 
-from common import MODEL_CACHE, emit, log
+from common import MODEL_CACHE, bench_logging, emit, log
 
 from bot.config import parse_config
 from bot.services import build_services
@@ -277,6 +277,7 @@ async def main(modes: list[str], tokens: int, seed: int, overrides: dict) -> dic
 
 
 if __name__ == "__main__":
+    bench_logging()
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=("greedy", "sampled", "both"), default="both")
     parser.add_argument("--tokens", type=int, default=64)

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from common import MODEL_CACHE, emit, log
+from common import MODEL_CACHE, bench_logging, emit, log
 
 from bot.config import parse_config
 from bot.services import build_services
@@ -172,6 +172,7 @@ async def play(services, turns: int, max_new_tokens: int, dump: str | None) -> d
 
 
 if __name__ == "__main__":
+    bench_logging()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1234)

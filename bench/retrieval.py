@@ -28,7 +28,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import emit, log, percentile
+from common import bench_logging, emit, log, percentile
 
 from engine.memory.embeddings import Embedder
 from engine.memory.bank import MemoryBank
@@ -207,6 +207,7 @@ async def measure(embedder, conn, said: str, sizes: list[int], queries: int, tur
 
 
 if __name__ == "__main__":
+    bench_logging()
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)

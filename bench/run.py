@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, emit
+
 BENCH = ROOT / "bench"
 LOGS = ROOT / ".cache" / "bench"
 
@@ -335,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Measured {started:%Y-%m-%d} in {summary['seconds'] / 60:.0f} min on {os.cpu_count()} CPU cores; "
           f"load average (1, 5, 15 min) {summary['load_avg_start']} at the start, {summary['load_avg_end']} at the end; "
           f"torch threads: {summary['torch_threads']}" + (" (--quick: smoke-run sizes)" if args.quick else "") + ".")
-    print(json.dumps(summary, sort_keys=True))
+    emit(summary)
     return 0 if all(r["status"] in ("ok", "not present") for r in records.values()) else 1
 
 

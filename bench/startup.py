@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, emit, log, median
+from common import ROOT, bench_logging, emit, log, median
 
 CHILD = """
 import asyncio, sys
@@ -54,6 +54,7 @@ def main(cached_runs: int) -> dict:
 
 
 if __name__ == "__main__":
+    bench_logging()
     parser = argparse.ArgumentParser()
     parser.add_argument("--cached-runs", type=int, default=3)
     emit(main(parser.parse_args().cached_runs))

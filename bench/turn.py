@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from common import MODEL_CACHE, emit, log, median
+from common import MODEL_CACHE, bench_logging, emit, log, median
 
 from bot.config import parse_config
 from bot.services import build_services
@@ -140,6 +140,7 @@ def bare_generate(backend, text: str, tokens: int) -> float:
 
 
 if __name__ == "__main__":
+    bench_logging()
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)

@@ -1,4 +1,5 @@
-"""create_bot: the Discord bot, its services built from the config in setup_hook (before it connects)."""
+"""create_bot: the Discord bot, its services built from the config in setup_hook (before it connects),
+then its cogs loaded as extensions, by name."""
 from __future__ import annotations
 
 import logging
@@ -8,9 +9,13 @@ from discord.ext import commands
 
 from bot.config import Config
 from bot.services import Services, build_services
-from cogs.errors import NO_PINGS, on_tree_error
 
 log = logging.getLogger(__name__)
+# The default of every message the bot sends or edits (discord.py merges it into each call): nothing
+# it writes pings anyone, whether or not a cog says so.
+NO_PINGS = discord.AllowedMentions.none()
+# Loaded in this order; cogs.rounds first, as both /dm and the table share its RoundDesk.
+EXTENSIONS = ("cogs.errors", "cogs.rounds", "cogs.dm", "cogs.table", "cogs.owner")
 
 # Exactly what the bot does: read and write in channels and threads, react, attach pictures.
 PERMISSIONS = discord.Permissions(
@@ -35,17 +40,10 @@ class DungeonMasterBot(commands.Bot):
         self._invite_logged = False
 
     async def setup_hook(self) -> None:
-        from cogs.dm import DungeonMaster
-        from cogs.rounds import RoundDesk
-        from cogs.table import Table
-
         if self._load_services:
             self.services = await build_services(self.config, log.info, **self._models)
-        self.tree.on_error = on_tree_error
-        rounds = RoundDesk(self.services, self)  # type: ignore[arg-type]
-        await self.add_cog(DungeonMaster(self.services, rounds))  # type: ignore[arg-type]
-        await self.add_cog(Table(self.services, rounds))  # type: ignore[arg-type]
-        await self.add_cog(Owner())
+        for name in EXTENSIONS:  # each reads self.services
+            await self.load_extension(name)
         guild_id = self.config.discord.dev_guild_id
         if guild_id and self._load_services:  # a development server gets new commands at once
             guild = discord.Object(id=guild_id)
@@ -62,20 +60,6 @@ class DungeonMasterBot(commands.Bot):
         if self.services is not None:
             services, self.services = self.services, None
             await services.close()
-
-
-class Owner(commands.Cog):
-    """`@bot sync [guild id]`: the owner syncs slash commands by hand, never on every start."""
-
-    @commands.command()
-    @commands.is_owner()
-    async def sync(self, ctx: commands.Context, guild_id: int | None = None) -> None:
-        guild = discord.Object(id=guild_id) if guild_id else None
-        if guild is not None:
-            ctx.bot.tree.copy_global_to(guild=guild)
-        synced = await ctx.bot.tree.sync(guild=guild)
-        await ctx.reply(f"Synced {len(synced)} commands {'to that server' if guild else 'globally'}.",
-                        mention_author=False)
 
 
 class ShardedDungeonMasterBot(DungeonMasterBot, commands.AutoShardedBot):

@@ -5,8 +5,7 @@ import discord
 from discord import app_commands
 
 from bot.services import Services
-from cogs.common import campaign_here, require_admin, shorten, whole_lines
-from cogs.errors import NO_PINGS
+from cogs.common import begin, reply, shorten, whole_lines
 from engine.records import Card
 
 
@@ -21,35 +20,28 @@ class CardCommands(app_commands.Group):
     def __init__(self, services: Services) -> None:
         super().__init__(name="card", description="Story cards: lore the DM gets when its keys are mentioned")
         self.services = services
-        self.admin_role = services.config.discord.admin_role
 
     @app_commands.command(description="Add a story card (admins)")
     @app_commands.describe(keys="Words or names that bring it up, separated by commas",
                            text="What the DM should know, e.g. 'Mirelda runs the inn and owes the guild'")
     async def add(self, interaction: discord.Interaction, keys: str, text: str) -> None:
-        await interaction.response.defer(ephemeral=True)
-        require_admin(interaction, self.admin_role)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services, admin=True)
         card, note = await self.services.edits.add_card(campaign, keys, text)
-        await interaction.followup.send(f"🗂️ Card added; it enters the prompt when a key is mentioned.\n"
-                                        f"{card_line(card)}" + (f"\n-# {note}" if note else ""),
-                                        ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, f"🗂️ Card added; it enters the prompt when a key is mentioned.\n"
+                                 f"{card_line(card)}" + (f"\n-# {note}" if note else ""))
 
     @app_commands.command(description="List this campaign's story cards")
     async def list(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services)
         cards = await self.services.store.cards(campaign.id)
         lines = [card_line(c) for c in cards]
         text = "\n".join([f"**Story cards** ({len(cards)})", *lines]) if lines else \
             "No story cards yet: an admin adds one with `/dm card add`."
-        await interaction.followup.send(whole_lines(text), ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, whole_lines(text))
 
     @app_commands.command(description="Remove a story card (admins)")
     @app_commands.describe(card_id="The card's number, as /dm card list shows it")
     async def remove(self, interaction: discord.Interaction, card_id: int) -> None:
-        await interaction.response.defer(ephemeral=True)
-        require_admin(interaction, self.admin_role)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services, admin=True)
         await self.services.edits.remove_card(campaign, card_id)
-        await interaction.followup.send(f"🗑️ Card #{card_id} removed.", ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, f"🗑️ Card #{card_id} removed.")

@@ -10,14 +10,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.services import Services
-from cogs.common import campaign_here, require_admin, shorten
-from cogs.errors import NO_PINGS
 from cogs.cards import CardCommands
+from cogs.common import acknowledge, begin, campaign_here, reply, require_admin, shorten
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
 from cogs.pictures import PICTURES_OFF, PictureDesk
 from cogs.render import StreamTarget, narrate
-from cogs.rounds import RoundDesk
+from cogs.rounds import RoundDesk, round_desk
 from engine.errors import BadInput
 from engine.jobs import Job
 from engine.records import Campaign
@@ -51,9 +50,10 @@ def parse_setting(name: str, value: str) -> object:
 
 
 class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The Dungeon Master"):
+    """/dm and its subcommands; the rounds are the RoundDesk's, which the Table cog shares."""
+
     def __init__(self, services: Services, rounds: RoundDesk) -> None:
         self.services, self.rounds = services, rounds
-        self.admin_role = services.config.discord.admin_role
         self.pictures = PictureDesk(services)
         super().__init__()
         self.app_command.add_command(MemoryCommands(services))
@@ -64,18 +64,18 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     @app_commands.command(description="Start a campaign in this channel")
     @app_commands.describe(premise="What the campaign is about", language="The players' language, e.g. en or ru")
     async def start(self, interaction: discord.Interaction, premise: str = "", language: str = "en") -> None:
-        # Refusals come before the public defer, so they go only to who asked (see `end`).
+        # Refusals come before the public defer, so they go only to who asked (see `begin`).
         language = language_code(language, self.services.translation)
         await self.services.edits.check_new_campaign(interaction.channel_id or 0, premise)
-        await interaction.response.defer()
+        await acknowledge(interaction, public=True)
         channel = interaction.channel
         name = getattr(channel, "name", None) or f"channel-{interaction.channel_id}"
         _, note = await self.services.edits.start_campaign(interaction.channel_id or 0, name, premise, language)
         about = f" {discord.utils.escape_mentions(premise.strip())}" if premise.strip() else ""  # as the admin wrote it
-        await interaction.followup.send(
-            f"🎲 A new campaign begins in this channel.{about}\nWrite what your characters do as ordinary "
-            f"messages, then use `/dm continue` and the DM narrates.{self.language_note(language)}"
-            + (f"\n-# {note}" if note else ""), allowed_mentions=NO_PINGS)
+        await reply(interaction,
+                    f"🎲 A new campaign begins in this channel.{about}\nWrite what your characters do as ordinary "
+                    f"messages, then use `/dm continue` and the DM narrates.{self.language_note(language)}"
+                    + (f"\n-# {note}" if note else ""), public=True)
 
     def language_note(self, language: str) -> str:
         translation = self.services.translation
@@ -89,23 +89,19 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
 
     @app_commands.command(description="End this channel's campaign (its story is kept)")
     async def end(self, interaction: discord.Interaction) -> None:
-        # Checked before the public defer: after it, even an "ephemeral" refusal would replace the
-        # public "thinking…" reply and show to the whole channel.
-        require_admin(interaction, self.admin_role)
-        campaign = await campaign_here(self.services, interaction)
-        await interaction.response.defer()
+        # Checked before the public defer (`begin`): after it, even an "ephemeral" refusal would replace
+        # the public "thinking…" reply and show to the whole channel.
+        campaign = await begin(interaction, self.services, admin=True, public=True)
         self.services.runner.cancel_channel(campaign.channel_id)
         await self.services.edits.end_campaign(campaign)
         await self.rounds.keeper.check(campaign.id)  # its round note closes
-        await interaction.followup.send(f"🏁 The campaign **{campaign.name}** has ended; its story is kept.",
-                                        allowed_mentions=NO_PINGS)
+        await reply(interaction, f"🏁 The campaign **{campaign.name}** has ended; its story is kept.", public=True)
 
     # --- narration ---
     @app_commands.command(name="continue", description="The DM narrates what happens next")
     @app_commands.describe(text="Optional direction for the DM")
     async def continue_(self, interaction: discord.Interaction, text: str = "") -> None:
-        campaign = await campaign_here(self.services, interaction)  # before the defer: a private refusal
-        await interaction.response.defer(thinking=True)
+        campaign = await begin(interaction, self.services, public=True)  # a refusal stays private
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={"text": text}))
         async with self.rounds.keeper.narrating(campaign.id):  # a waiting round is narrated now
             await narrate(StreamTarget(interaction), handle)
@@ -115,31 +111,28 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def withdraw(self, interaction: discord.Interaction, player: discord.Member | None = None) -> None:
         campaign = await campaign_here(self.services, interaction)
         if player is not None and player.id != interaction.user.id:
-            require_admin(interaction, self.admin_role)
+            require_admin(interaction, self.services)
         whose = player or interaction.user
         action = await self.services.edits.withdraw_action(campaign_id=campaign.id, author_id=whose.id)
         if action is None:
             raise BadInput("there is no pending action to take back" + (f" from {whose.display_name}" if player else ""))
         await self.rounds.keeper.check(campaign.id)
         text = shorten(action.written, 300)
-        await interaction.response.send_message(f"↩️ Taken back: {discord.utils.escape_markdown(text)}",
-                                                ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, f"↩️ Taken back: {discord.utils.escape_markdown(text)}")
 
     @app_commands.command(description="Narrate the last turn anew")
     async def retry(self, interaction: discord.Interaction) -> None:
-        campaign = await campaign_here(self.services, interaction)
-        await interaction.response.defer(thinking=True)
+        campaign = await begin(interaction, self.services, public=True)
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "retry"))
         async with self.rounds.keeper.narrating(campaign.id):
             await narrate(StreamTarget(interaction), handle, note="🔁 retold")
 
     @app_commands.command(description="Take back the last turn; its actions become pending again")
     async def undo(self, interaction: discord.Interaction) -> None:
-        campaign = await campaign_here(self.services, interaction)
-        await interaction.response.defer()
+        campaign = await begin(interaction, self.services, public=True)
         turn = await self.services.runner.submit(Job(campaign.id, campaign.channel_id, "undo")).result()
         text = f"↩️ Turn {turn.number} was undone; its actions are pending again." if turn else "Nothing to undo yet."
-        await interaction.followup.send(text, allowed_mentions=NO_PINGS)
+        await reply(interaction, text, public=True)
         await self.rounds.keeper.check(campaign.id)  # the undone turn's actions make a round again
 
     # --- rounds ---
@@ -160,7 +153,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                 "👋 You stepped away: rounds no longer wait for you (`/dm join` to come back).")
         if not rounds.enabled:
             text += "\n-# Rounds are off in this campaign: the DM narrates on `/dm continue` (an admin can set `rounds` on)."
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, text)
         await self.rounds.keeper.check(campaign.id)
 
     async def round_line(self, campaign: Campaign) -> str:
@@ -169,40 +162,33 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
             return "🎲 Rounds: off (the DM narrates on `/dm continue`)"
         return f"🎲 {state.line(asyncio.get_running_loop().time())}"
 
-    @commands.Cog.listener()
-    async def on_ready(self) -> None:
-        await self.rounds.resume()
-
-    async def cog_unload(self) -> None:
-        await self.rounds.keeper.close()
-
     # --- pictures ---
     @app_commands.command(description="Paint the current scene")
     @app_commands.describe(focus="What the picture should show, e.g. 'the innkeeper'")
     async def picture(self, interaction: discord.Interaction, focus: str = "") -> None:
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services, public=True, check=self._pictures_on)
+        await self.pictures.paint(interaction, campaign, focus)
+
+    def _pictures_on(self) -> None:
         if self.services.pictures is None:
             raise BadInput(PICTURES_OFF)
-        await interaction.response.defer(thinking=True)
-        await self.pictures.paint(interaction, campaign, focus)
 
     @app_commands.command(description="Note how a character looks, so pictures show them the same way")
     @app_commands.describe(name="The character's name", description="e.g. 'tall dwarf, red braided beard'")
     async def look(self, interaction: discord.Interaction, name: str, description: str) -> None:
-        await interaction.response.defer(ephemeral=True)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services)
         kept, note = await self.services.edits.note_look(campaign, name, description)
         said = "" if kept == description.strip() else f" ({discord.utils.escape_markdown(kept)})"
-        await interaction.followup.send(f"👤 Noted how **{discord.utils.escape_markdown(name.strip())}** looks"
-                                        f"{said}." + (f"\n{note}" if note else ""),
-                                        ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, f"👤 Noted how **{discord.utils.escape_markdown(name.strip())}** looks"
+                                 f"{said}." + (f"\n{note}" if note else ""))
 
     # --- information and settings ---
     @app_commands.command(description="The model, the queue and this campaign's numbers")
     async def status(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True)
+        await acknowledge(interaction)
         services = self.services
-        lines = [f"🧠 Model: {services.backend.name}",
+        stopped = "" if services.text.available else " (unavailable: the model worker stopped)"
+        lines = [f"🧠 Model: {services.backend.name}{stopped}",
                  f"⏳ Queue: {services.runner.queue_length(interaction.channel_id)} here, "
                  f"{services.runner.queue_length()} in all"]
         campaign = await services.store.campaign_for_channel(interaction.channel_id or 0)
@@ -215,16 +201,14 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                       f"📌 Memories: {await store.memory_count(campaign.id)}",
                       f"✍️ Pending actions: {len(await store.pending_actions(campaign.id))}",
                       await self.round_line(campaign)]
-        await interaction.followup.send("\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, "\n".join(lines))
 
     @app_commands.command(description="Show or change this campaign's generation settings")
     @app_commands.describe(name="The setting to change", value="A number, true/false, or 'default'")
     @app_commands.choices(name=[app_commands.Choice(name=n, value=n) for n in setting_names()])
     async def settings(self, interaction: discord.Interaction, name: str | None = None, value: str | None = None) -> None:
-        await interaction.response.defer(ephemeral=True)
-        require_admin(interaction, self.admin_role)
+        campaign = await begin(interaction, self.services, admin=True)
         narrator, edits = self.services.narrator, self.services.edits
-        campaign = await campaign_here(self.services, interaction)
         overrides, note = dict(campaign.settings), None
         if name == "language":
             if value is None:
@@ -254,5 +238,9 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                  *(f"`{k}` = {v}{' *(this campaign)*' if k in campaign.settings else ''}" for k, v in values.items())]
         head = f"✅ {name} set.{self.language_note(campaign.language) if name == 'language' else ''}\n" if name else ""
         head += f"-# {note}\n" if note else ""
-        await interaction.followup.send(head + "\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, head + "\n".join(lines))
 
+
+async def setup(bot: commands.Bot) -> None:
+    """The extension: /dm, over the bot's services and its one RoundDesk."""
+    await bot.add_cog(DungeonMaster(bot.services, await round_desk(bot)))  # type: ignore[attr-defined]

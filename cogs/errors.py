@@ -5,24 +5,20 @@ import logging
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
+from cogs.common import MESSAGE_LIMIT, NotAllowed, reply, shorten
 from engine.errors import (BadInput, Busy, Cancelled, EngineError, PicturesUnavailable, TranslatorUnavailable,
                            Unavailable)
 
 log = logging.getLogger(__name__)
-NO_PINGS = discord.AllowedMentions.none()
-MESSAGE_MAX = 1000  # an error message is a line or two; Discord refuses any message past 2,000 characters
+MESSAGE_MAX = MESSAGE_LIMIT // 2  # an error message is a line or two, whatever the error echoes
 SORRY = "Something went wrong on my side; the server owner can find the details in the bot's log."
-
-
-class NotAllowed(app_commands.CheckFailure):
-    """The member lacks the permission the bot itself checks."""
 
 
 def friendly(error: BaseException) -> str:
     """The message a user reads, short whatever the error echoes (a 2,000-character value, say)."""
-    text = _friendly(error)
-    return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
+    return shorten(_friendly(error), MESSAGE_MAX)
 
 
 def _friendly(error: BaseException) -> str:
@@ -47,14 +43,10 @@ def _friendly(error: BaseException) -> str:
     return SORRY
 
 
-async def tell(interaction: discord.Interaction, text: str, *, ephemeral: bool = True) -> None:
-    """Answer an interaction whether or not it was deferred or answered already."""
-    text = text if len(text) <= 2000 else text[:1999] + "…"
+async def tell(interaction: discord.Interaction, text: str) -> None:
+    """Answer an interaction, only to who asked, whether or not it was deferred or answered already."""
     try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=ephemeral, allowed_mentions=NO_PINGS)
-        else:
-            await interaction.response.send_message(text, ephemeral=ephemeral, allowed_mentions=NO_PINGS)
+        await reply(interaction, shorten(text))
     except discord.HTTPException:
         log.warning("could not tell %s: %s", interaction.user, text)
 
@@ -65,3 +57,8 @@ async def on_tree_error(interaction: discord.Interaction, error: app_commands.Ap
     if not isinstance(original, (EngineError, app_commands.CheckFailure)):
         log.error("command %s failed", getattr(interaction.command, "qualified_name", "?"), exc_info=original)
     await tell(interaction, friendly(error))
+
+
+async def setup(bot: commands.Bot) -> None:
+    """The extension: this module's handler answers every slash command that fails."""
+    bot.tree.on_error = on_tree_error  # type: ignore[method-assign]

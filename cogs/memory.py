@@ -8,8 +8,8 @@ import discord
 from discord import app_commands
 
 from bot.services import Services
-from cogs.common import campaign_here, require_admin, shorten
-from cogs.errors import NO_PINGS, friendly
+from cogs.common import LIST_LIMIT, MESSAGE_LIMIT, begin, reply, shorten
+from cogs.errors import friendly
 from engine.errors import EngineError, Unavailable
 from engine.records import Memory
 from engine.translation import Translation, opening
@@ -51,7 +51,7 @@ def memory_page(memories: list[Memory], page: int, texts: list[str] | None = Non
     if not lines:
         return "The DM remembers nothing yet."
     note = f"\n-# {shorten(note, 300)}" if note else ""
-    return shorten("\n".join([head, *lines]), 2000 - len(note)) + note
+    return shorten("\n".join([head, *lines]), MESSAGE_LIMIT - len(note)) + note
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,7 @@ def last_memory_text(turn_number: int, remembered: PromptMemory) -> str:
              for line in remembered.lines(turn_number)]
     lines[0] = f"**{lines[0]}**"
     lines.append("_Missing something? `/dm memory add` pins a fact the DM always remembers._")
-    text = "\n".join(lines)
-    return shorten(text, 2000)
+    return shorten("\n".join(lines))
 
 
 class MemoryPages(discord.ui.View):
@@ -117,17 +116,17 @@ class MemoryPages(discord.ui.View):
         ready = await self.text(self.page, cached_only=True)
         if ready is not None:
             self.content = ready
-            await interaction.response.edit_message(content=ready, view=self, allowed_mentions=NO_PINGS)
+            await interaction.response.edit_message(content=ready, view=self)
             return
         # The translator may take longer than the 3 s Discord waits for an answer: the message says
         # the page is coming (the buttons wait), and shows it when it is translated.
         self.previous.disabled = self.next.disabled = True
-        waiting = shorten(self.content, 1900) + f"\n-# 🌐 Translating page {self.page + 1}…"
-        await interaction.response.edit_message(content=waiting, view=self, allowed_mentions=NO_PINGS)
+        waiting = shorten(self.content, LIST_LIMIT) + f"\n-# 🌐 Translating page {self.page + 1}…"
+        await interaction.response.edit_message(content=waiting, view=self)
         self.content = await self.text(self.page) or ""
         self._refresh()
         try:
-            await interaction.edit_original_response(content=self.content, view=self, allowed_mentions=NO_PINGS)
+            await interaction.edit_original_response(content=self.content, view=self)
         except discord.HTTPException as exc:  # the message is gone, or the token expired: nothing to show it in
             log.info("memory page not shown: %s", exc)
 
@@ -147,8 +146,7 @@ class ConfirmReset(discord.ui.View):
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id != self.owner_id:
-            await interaction.response.send_message("🔒 Only who asked for the reset can confirm it.",
-                                                    ephemeral=True, allowed_mentions=NO_PINGS)
+            await reply(interaction, "🔒 Only who asked for the reset can confirm it.")
             return False
         return True
 
@@ -161,67 +159,55 @@ class ConfirmReset(discord.ui.View):
             text = f"🧹 The DM forgot {count} memories of this campaign."
         except EngineError as exc:
             text = friendly(exc)
-        await interaction.response.edit_message(content=text, view=None, allowed_mentions=NO_PINGS)
+        await interaction.response.edit_message(content=text, view=None)
 
     @discord.ui.button(label="Keep them", style=discord.ButtonStyle.secondary)
     async def keep(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Nothing was forgotten.", view=None,
-                                                allowed_mentions=NO_PINGS)
+        await interaction.response.edit_message(content="Nothing was forgotten.", view=None)
 
 
 class MemoryCommands(app_commands.Group):
     def __init__(self, services: Services) -> None:
         super().__init__(name="memory", description="What the DM remembers of this campaign")
         self.services = services
-        self.admin_role = services.config.discord.admin_role
 
     @app_commands.command(description="List what the DM remembers, pinned facts first")
     async def show(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services)
         memories = await self.services.store.memories(campaign.id)
         translation = self.services.translation
         language = (PlayersLanguage(translation, campaign.language, await self.services.store.glossary(campaign.id))
                     if memories and translation.outside_turns(campaign.language) else None)
         view = MemoryPages(memories, interaction.user.id, language)
         view.content = await view.text(0) or ""
-        await interaction.followup.send(view.content, view=view, ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, view.content, view=view)
 
     @app_commands.command(description="What the last turn's prompt held from memory")
     async def last(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services)
         last = await self.services.edits.last_memory(campaign.id)
-        await interaction.followup.send(last_memory_text(*last) if last else "No turn has been narrated yet.",
-                                        ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, last_memory_text(*last) if last else "No turn has been narrated yet.")
 
     @app_commands.command(description="Pin a fact the DM always remembers")
     @app_commands.describe(fact="The fact, e.g. 'The cellar password is blue heron'")
     async def add(self, interaction: discord.Interaction, fact: str) -> None:
-        await interaction.response.defer(ephemeral=True)
-        require_admin(interaction, self.admin_role)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services, admin=True)
         memory, note = await self.services.edits.pin_fact(campaign, fact)
         kept = "" if memory.text == fact.strip() else f": {discord.utils.escape_markdown(memory.text[:300])}"
-        await interaction.followup.send(f"📌 Pinned `#{memory.id}`{kept}" + (f"\n{note}" if note else ""),
-                                        ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, f"📌 Pinned `#{memory.id}`{kept}" + (f"\n{note}" if note else ""))
 
     @app_commands.command(description="Delete one memory by its number")
     @app_commands.describe(memory_id="The memory's number from /dm memory show")
     async def forget(self, interaction: discord.Interaction, memory_id: int) -> None:
-        await interaction.response.defer(ephemeral=True)
-        require_admin(interaction, self.admin_role)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services, admin=True)
         await self.services.edits.forget(campaign, memory_id)
-        await interaction.followup.send(f"🗑️ Forgot `#{memory_id}`.", ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, f"🗑️ Forgot `#{memory_id}`.")
 
     @app_commands.command(description="Wipe this campaign's memories (asks first)")
     async def reset(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True)
-        require_admin(interaction, self.admin_role)
-        campaign = await campaign_here(self.services, interaction)
+        campaign = await begin(interaction, self.services, admin=True)
         count = await self.services.store.memory_count(campaign.id)
         view = ConfirmReset(self.services, campaign.id, campaign.channel_id, interaction.user.id)
-        await interaction.followup.send(f"⚠️ Forget all {count} memories of **{campaign.name}**, pinned facts too?",
-                                        view=view, ephemeral=True, allowed_mentions=NO_PINGS)
+        await reply(interaction, f"⚠️ Forget all {count} memories of **{campaign.name}**, pinned facts too?",
+                    view=view)

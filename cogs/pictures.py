@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import discord
 
 from bot.services import Services
-from cogs.common import shorten
-from cogs.errors import NO_PINGS, friendly
+from cogs.common import reply, shorten
+from cogs.errors import friendly
 from cogs.render import StreamTarget
 from engine.errors import EngineError
 from engine.jobs import Job
@@ -46,8 +46,7 @@ class CancelPicture(discord.ui.View):
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.danger)
     async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
         if interaction.user.id != self.owner_id:
-            await interaction.response.send_message("🔒 Only who asked for the picture can cancel it.",
-                                                    ephemeral=True, allowed_mentions=NO_PINGS)
+            await reply(interaction, "🔒 Only who asked for the picture can cancel it.")
             return
         self.cancelled = True
         self.stop()

@@ -9,14 +9,14 @@ from typing import Awaitable, Callable
 
 import discord
 
-from cogs.common import shorten
-from cogs.errors import NO_PINGS, friendly
+from cogs.common import MESSAGE_LIMIT, shorten
+from cogs.errors import friendly
 from engine.errors import EngineError
 from engine.jobs import JobHandle
 from engine.table import defuse_mentions
 
 log = logging.getLogger(__name__)
-LIMIT = 2000
+LIMIT = MESSAGE_LIMIT
 WRITING = "\n-# ✍️ the DM is writing…"
 TOKEN_LIFETIME_S = 14.5 * 60  # interaction tokens last 15 minutes; keep a margin
 NOT_SAVED = "This was not saved; the actions wait for the next `/dm continue`."
@@ -69,8 +69,7 @@ class StreamTarget:
         message = self.messages[index]
         if message is None and self.token_alive():
             try:
-                await self.interaction.edit_original_response(  # type: ignore[union-attr]
-                    content=content, allowed_mentions=NO_PINGS, **extra)
+                await self.interaction.edit_original_response(content=content, **extra)  # type: ignore[union-attr]
                 return
             except discord.HTTPException as exc:  # the token expired, the reply was deleted, Discord failed
                 # Whatever the reason, the text must still reach the table: it moves to the channel.
@@ -78,13 +77,13 @@ class StreamTarget:
         if message is None:
             self.messages[index] = await self._send(content, extra)
         else:
-            await message.edit(content=content, allowed_mentions=NO_PINGS, **extra)
+            await message.edit(content=content, **extra)
 
     async def _send(self, content: str, extra: dict) -> discord.Message:
         options = {key: value for key, value in extra.items() if value is not None}
         if "attachments" in options:  # a new message takes files, an edit takes attachments
             options["files"] = options.pop("attachments")
-        return await self.channel.send(content, allowed_mentions=NO_PINGS, **options)  # type: ignore[union-attr]
+        return await self.channel.send(content, **options)  # type: ignore[union-attr]
 
 
 class NarrationStream:

@@ -7,9 +7,10 @@ import logging
 import time
 
 import discord
+from discord.ext import commands
 
 from bot.services import Services
-from cogs.errors import NO_PINGS, friendly
+from cogs.errors import friendly
 from cogs.render import StreamTarget, narrate
 from engine.errors import EngineError
 from engine.jobs import Job
@@ -24,7 +25,10 @@ def countdown(left: float) -> str:
     return f"<t:{int(time.time() + left)}:R>"
 
 
-class RoundDesk:
+class RoundDesk(commands.Cog):
+    """The bot's one round keeper (a cog of its own, shared by the /dm commands and the Table cog),
+    with the notes it shows in the campaigns' channels."""
+
     def __init__(self, services: Services, client: discord.Client) -> None:
         self.services, self.client = services, client
         self.keeper = RoundKeeper(services.store, lambda c: services.narrator.campaign_settings(c).rounds,
@@ -40,8 +44,7 @@ class RoundDesk:
         try:
             handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn"))
         except EngineError as exc:  # the queue is full: the round's actions stay pending
-            await channel.send(f"{friendly(exc)} The round's actions wait for `/dm continue`.",
-                               allowed_mentions=NO_PINGS)
+            await channel.send(f"{friendly(exc)} The round's actions wait for `/dm continue`.")
             return
         await narrate(StreamTarget(None, channel), handle, note=f"🎲 {why}")
 
@@ -51,14 +54,14 @@ class RoundDesk:
             if state is None:  # the round is being narrated: the note says so and stays as it is
                 if note is not None:
                     del self._notes[campaign.id]
-                    await note[0].edit(content=f"-# 🎲 Round {note[1]}: the DM narrates.", allowed_mentions=NO_PINGS)
+                    await note[0].edit(content=f"-# 🎲 Round {note[1]}: the DM narrates.")
                 return
             text = f"-# 🎲 {discord.utils.escape_markdown(state.line(asyncio.get_running_loop().time(), countdown))}"
             if note is not None and note[1] == state.number:
                 if note[0].content != text:
-                    self._notes[campaign.id] = (await note[0].edit(content=text, allowed_mentions=NO_PINGS), state.number)
+                    self._notes[campaign.id] = (await note[0].edit(content=text), state.number)
                 return
-            message = await (await self._channel(campaign)).send(text, allowed_mentions=NO_PINGS)
+            message = await (await self._channel(campaign)).send(text)
             self._notes[campaign.id] = (message, state.number)
         except discord.HTTPException as exc:  # a note is a courtesy: the round goes on without it
             log.warning("round note for campaign %d not shown: %s", campaign.id, exc)
@@ -68,3 +71,25 @@ class RoundDesk:
         for campaign in await self.services.store.list_campaigns():
             if campaign.active:
                 await self.keeper.check(campaign.id)
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        await self.resume()
+
+    async def cog_unload(self) -> None:
+        await self.keeper.close()
+
+
+async def round_desk(bot: commands.Bot) -> RoundDesk:
+    """The bot's RoundDesk: the extensions that need it share this one (loaded first if it is not yet).
+    (An extension's module is executed anew when it loads, so the cog is found by name, not by class.)"""
+    if __name__ not in bot.extensions:
+        await bot.load_extension(__name__)
+    desk = bot.get_cog(RoundDesk.__cog_name__)
+    assert desk is not None, "the cogs.rounds extension adds its RoundDesk"
+    return desk  # type: ignore[return-value]
+
+
+async def setup(bot: commands.Bot) -> None:
+    """The extension: the RoundDesk over the bot's services."""
+    await bot.add_cog(RoundDesk(bot.services, bot))  # type: ignore[attr-defined]

@@ -8,8 +8,7 @@ import discord
 from discord.ext import commands
 
 from bot.services import Services
-from cogs.errors import NO_PINGS
-from cogs.rounds import RoundDesk
+from cogs.rounds import RoundDesk, round_desk
 from engine.errors import EngineError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -20,6 +19,8 @@ PLAYER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 
 class Table(commands.Cog):
+    """Players' messages in a campaign channel: stored as pending actions, edited and withdrawn with them."""
+
     def __init__(self, services: Services, rounds: RoundDesk) -> None:
         self.services, self.rounds = services, rounds
         self.prefixes = tuple(services.config.discord.ooc_prefixes)
@@ -43,8 +44,7 @@ class Table(commands.Cog):
             log.warning("action from %s not stored: %s", message.author, exc)
             with contextlib.suppress(discord.HTTPException):
                 await message.add_reaction(NOT_STORED)
-                await message.reply(f"-# {NOT_STORED} not stored: {exc}.", mention_author=False,
-                                    allowed_mentions=NO_PINGS)
+                await message.reply(f"-# {NOT_STORED} not stored: {exc}.", mention_author=False)
             return
         except EngineError as exc:  # empty or invisible: nothing to tell
             log.info("action from %s not stored: %s", message.author, exc)
@@ -53,7 +53,7 @@ class Table(commands.Cog):
             await message.add_reaction(STORED)
             if note:
                 await message.add_reaction(CUT)
-                await message.reply(f"-# {note}.", mention_author=False, allowed_mentions=NO_PINGS)
+                await message.reply(f"-# {note}.", mention_author=False)
         except discord.HTTPException as exc:
             log.warning("could not mark a stored action: %s", exc)
         await self.rounds.keeper.check(campaign.id)  # the round may be complete now
@@ -88,3 +88,8 @@ class Table(commands.Cog):
                 log.warning("could not mark a cut action: %s", exc)
         if action is not None:  # an edit to nothing withdrew it: the round may wait for that player again
             await self.rounds.keeper.check(action.campaign_id)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """The extension: players' messages, over the bot's services and its one RoundDesk."""
+    await bot.add_cog(Table(bot.services, await round_desk(bot)))  # type: ignore[attr-defined]

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
@@ -44,10 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download a model
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, when run as drills/crash.py
+from bench.common import ROOT, emit, use_paths  # noqa: E402 (after the path)
+
 MOMENTS = ("generate", "summary", "stored", "committed")
 CHANNEL = -424242  # the drill's campaign channel; negative like terminal play, never a Discord id
 TOKENS = 24        # words per narration and per summary
@@ -100,7 +98,7 @@ def _say(lock: threading.Lock, line: str) -> None:
 
 
 async def child_main(db: str, life: int, seed: int, final: bool, embedder_kind: str) -> int:
-    sys.path.insert(0, str(ROOT / "tests"))  # scripted_backend, by module name (see tests/conftest.py)
+    use_paths(tests=True)  # scripted_backend, by module name (see tests/conftest.py)
     from scripted_backend import ScriptedBackend
 
     from engine.generation import GenerationSettings
@@ -421,11 +419,6 @@ def run_drill(kills: int = 15, seed: int = 1, embedder: str = "hash", workdir: s
     elif not figures["ok"]:
         say(f"the database and the children's stderr are kept in {folder}")
     return figures
-
-
-def emit(figures: dict) -> None:
-    """Like bench/common.py: the result as one JSON object on the last line of stdout."""
-    print(json.dumps(figures, sort_keys=True), flush=True)
 
 
 def main() -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
@@ -30,17 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never a download, whatever is missing
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parent.parent
-for _path in (ROOT, ROOT / "tests"):  # the World helpers live beside the tests (import by module name)
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, when run as drills/fuzz.py
+from bench.common import TEST_MODEL_CACHE, emit, use_paths  # noqa: E402 (after the path)
 
+use_paths(tests=True)  # the World helpers live beside the tests (import by module name)
 from engine.textgen.base import TextBackend  # noqa: E402 (after the path)
 
 LIMIT = 2000  # Discord's message length
-MODEL_CACHE = os.environ.get("DM_TEST_MODEL_CACHE", str(ROOT / ".cache" / "models"))
 # Tight enough that 2,000-character messages and long narrations press on the prompt budget.
 CONTEXT_TOKENS = 2048
 MAX_NEW_TOKENS = 600
@@ -382,7 +377,7 @@ def check_prompts(calls: Sequence[tuple[str, int]], real, tally: Tally, context_
 
 
 # --- driving the bot ---
-def fuzz_config(db_path: str, cache_dir: str = MODEL_CACHE):
+def fuzz_config(db_path: str, cache_dir: str = TEST_MODEL_CACHE):
     from bot.config import parse_config
     from discord_world import ADMIN_ROLE
 
@@ -577,7 +572,7 @@ async def run_fuzz(messages: int = 1000, seed: int = 1, *, real=None, embedder=N
 
     if real is None:
         from engine.textgen.transformers_backend import TransformersBackend
-        real = TransformersBackend.load("bundled:smollm2", device="cpu", cache_dir=MODEL_CACHE)
+        real = TransformersBackend.load("bundled:smollm2", device="cpu", cache_dir=TEST_MODEL_CACHE)
     if embedder is None:
         from engine.memory.embeddings import Embedder
         embedder = Embedder.load("bundled:minilm")
@@ -666,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tally = asyncio.run(run_fuzz(args.messages, args.seed, progress=progress))
     print(f"message kinds: {dict(tally.kinds)}", file=sys.stderr)
-    print(json.dumps(tally.summary(args.seed), ensure_ascii=True))
+    emit(tally.summary(args.seed), sort_keys=False)
     return 0 if tally.ok else 1
 
 

@@ -34,10 +34,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import math
-import os
 import random
 import re
 import resource
@@ -53,14 +51,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bundled models only; nothing is downloaded
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parent.parent
-# tests/ for SimCord's World and the scripted backend, imported by module name (see tests/conftest.py).
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, when run as drills/load.py
+from bench.common import TEST_MODEL_CACHE, emit, percentile, use_paths  # noqa: E402 (after the path)
 
+# tests/ for SimCord's World and the scripted backend, imported by module name (see tests/conftest.py).
+use_paths(tests=True)
 from engine.textgen.base import TextBackend  # noqa: E402 (after the path)
-MODEL_CACHE = os.environ.get("DM_TEST_MODEL_CACHE", str(ROOT / ".cache" / "models"))
 
 TAG = re.compile(r"c(\d{3})q")
 GATE_TIMEOUT_S = 120.0  # a gate that is never opened must not hang the drill
@@ -84,8 +80,8 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
     xs = sorted(values)
     if not xs:
         return {"min": None, "p50": None, "p90": None, "max": None}
-    rank = lambda q: xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]  # noqa: E731
-    return {"min": round(xs[0], 3), "p50": round(rank(0.5), 3), "p90": round(rank(0.9), 3), "max": round(xs[-1], 3)}
+    return {"min": round(xs[0], 3), "p50": round(percentile(xs, 50), 3), "p90": round(percentile(xs, 90), 3),
+            "max": round(xs[-1], 3)}
 
 
 # --- the text model, recorded and gated ---
@@ -471,7 +467,7 @@ async def play(args: argparse.Namespace, embedder: Any = None) -> dict[str, Any]
 
     if args.real_model:
         from engine.textgen.transformers_backend import TransformersBackend
-        model = DrillModel(TransformersBackend.load("bundled:smollm2", device="cpu", cache_dir=MODEL_CACHE))
+        model = DrillModel(TransformersBackend.load("bundled:smollm2", device="cpu", cache_dir=TEST_MODEL_CACHE))
     else:
         model = scripted_model(args.token_delay)
     embedder = TimedEmbedder(embedder or Embedder.load("bundled:minilm"))
@@ -489,7 +485,7 @@ async def play(args: argparse.Namespace, embedder: Any = None) -> dict[str, Any]
         runner = {k: v for k, v in {"max_pending_per_channel": args.max_per_channel,
                                     "max_pending_total": args.max_total}.items() if v}
         config = parse_config({"storage": {"path": str(Path(tmp) / "dm.sqlite3")},
-                               "llm": {"cache_dir": MODEL_CACHE, "generation": {"max_new_tokens": args.tokens}},
+                               "llm": {"cache_dir": TEST_MODEL_CACHE, "generation": {"max_new_tokens": args.tokens}},
                                "runner": runner})
         bot = create_bot(config, text_model=model, embed_model=embedder)
         env = Env(bot, settle_timeout=args.settle_timeout)
@@ -588,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = {"drill": "load", "channels": args.channels, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
     for problem in summary.get("problems", []):
         print("problem:", problem)
-    print(json.dumps(summary))
+    emit(summary, sort_keys=False)
     return 0 if summary.get("ok") else 1
 
 

@@ -7,7 +7,7 @@ import re
 # What ends a sentence, for every wing that cuts text at sentences (narration, memory, translation): its
 # marks, then any closing quotes, brackets or emphasis, then a space or the end.
 END_MARKS = ".!?…。！？"
-CLOSERS = "\"'»”’)\]*_"
+CLOSERS = "\"'»”’)]*_"
 SENTENCE_END = re.compile(rf"[{re.escape(END_MARKS)}]+[{re.escape(CLOSERS)}]*(?=\s|$)")
 _LINE_BREAK = re.compile(r"\n+")
 STOPWORDS = frozenset("""

@@ -466,6 +466,9 @@ async def test_settings_show_set_and_refuse_bad_values_and_status_counts(world, 
     assert memories >= 2
     elsewhere = reply_text(await world.slash(world.bob, world.side, "dm status"))
     assert elsewhere.endswith("No campaign in this channel: start one with `/dm start`.")
+    await world.services.text.stop()  # the model worker is gone: status says so
+    stopped = reply_text(await world.slash(world.bob, world.table, "dm status"))
+    assert stopped.splitlines()[0] == f"🧠 Model: {model.name} (unavailable: the model worker stopped)"
 
 
 async def test_admins_change_the_premise_style_and_authors_note_after_the_start(world, model):
