@@ -18,8 +18,12 @@ $(VENV)/.runtime: requirements.txt requirements-models.txt
 	touch $@
 
 # The llama.cpp backend: compiles llama.cpp the first time (about 8 minutes on 2 cores), seconds after.
+# Built for AVX2 machines rather than for this CPU (-march=native): on a CPU that reports AMX, a native
+# build runs AMX tile instructions that a virtual machine may not allow (SIGILL at the first decode,
+# seen here), and pip's wheel cache hands the same build to every later install on the machine.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 $(VENV)/.llamacpp: $(VENV)/.runtime requirements-llamacpp.txt
-	$(BIN)/pip install --quiet -r requirements-llamacpp.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $$CMAKE_ARGS" $(BIN)/pip install --quiet -r requirements-llamacpp.txt
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime $(VENV)/.llamacpp requirements-dev.txt
