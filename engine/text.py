@@ -10,6 +10,11 @@ END_MARKS = ".!?…。！？"
 CLOSERS = "\"'»”’)]*_"
 SENTENCE_END = re.compile(rf"[{re.escape(END_MARKS)}]+[{re.escape(CLOSERS)}]*(?=\s|$)")
 _LINE_BREAK = re.compile(r"\n+")
+# Quoted speech (an "I" inside is a character's, not the narrator's): opening mark -> the marks that close
+# it. A single quote opens only at a word's start and closes only at a word's end, so apostrophes
+# ("don't", "the guards' hall") are no quotes.
+QUOTES = {'"': '"', "“": "”", "«": "»", "„": "“”", "'": "'", "‘": "’'"}
+_SINGLE = "'‘’"
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
@@ -19,6 +24,36 @@ there these they this those through to too under until up very was we were what 
 why will with would you your yours yourself yourselves let lets us go goes went get gets got one also still yet
 into onto upon ask asks asked tell tells told say says said see sees saw look looks looked try tries tried
 """.split())
+
+
+def _scan_quotes(line: str) -> tuple[list[bool], str]:
+    """For each character, whether it is quoted (marks included), and the marks that would close the
+    quote still open at the end ("" when none is). A quote left open runs to the end of the line; a
+    closing mark without an opening one is ignored."""
+    inside, closing = [], ""
+    for i, char in enumerate(line):
+        before = line[i - 1] if i else " "
+        after = line[i + 1] if i + 1 < len(line) else ""
+        if closing:
+            inside.append(True)
+            if char in closing and not (char in _SINGLE and after.isalnum()):
+                closing = ""
+        elif char in QUOTES and not (char in _SINGLE and (before.isalnum() or after and not after.isalnum())):
+            inside.append(True)
+            closing = QUOTES[char]
+        else:
+            inside.append(False)
+    return inside, closing
+
+
+def quoted(line: str) -> list[bool]:
+    """For each character of a line, whether it is quoted speech, marks included."""
+    return _scan_quotes(line)[0]
+
+
+def inside_quotes(text: str) -> bool:
+    """Whether the text, as written so far, ends inside quoted speech opened on its last line."""
+    return bool(_scan_quotes(text[text.rfind("\n") + 1:])[1])
 
 
 def sentences(text: str) -> list[str]:

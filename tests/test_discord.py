@@ -228,7 +228,10 @@ async def test_the_reply_streams_with_a_writing_mark_at_most_once_a_second(world
     # sleeps or env.advance_time); the throttle is about real seconds, so the renderer gets the wall
     # clock back, as it has in production.
     monkeypatch.setattr(cogs.render, "time", SimpleNamespace(monotonic=time.perf_counter))
-    model.token_delay = 0.03  # the real model's 40 tokens, at least 1.2 s however fast the machine
+    # The stream shows whole sentences only (what the story keeps): a scripted reply of many short
+    # ones, 60 pieces at 0.05 s, at least 3 s however fast the machine.
+    model.script = " ".join(f"The door groans on hinge {n}." for n in range(12))
+    model.token_delay = 0.05
     campaign = await start(world)
     await world.alice.send(world.table, "I push the iron door open.")
     first_request, began = len(world.requests), time.perf_counter()
@@ -662,3 +665,32 @@ async def test_a_reply_after_the_token_expired_goes_out_as_a_channel_message(wor
     assert last.content == turn.narration
     assert world.requests.since(first_request, "POST", f"/channels/{world.table.id}/messages")
     assert world.env.errors == []
+
+
+VOICE_SCRIPT = ('Aria: I step inside.\nThe mill is dark and cold. I look around nervously. A lantern swings from '
+                'a beam. "I have waited for you," the miller whispers. We follow him upstairs. The stairs creak '
+                'under your boots.\nBram: I draw my axe.\nThe end.')
+
+
+async def test_the_stream_never_shows_what_the_story_drops(world, model, monkeypatch):
+    """A scripted model writes first-person sentences and players' lines: no streamed edit shows them,
+    every streamed edit is the start of the final message, and the final message is what the story keeps."""
+    monkeypatch.setattr(cogs.render, "time", SimpleNamespace(monotonic=time.perf_counter))
+    model.script, model.token_delay = VOICE_SCRIPT, 0.05
+    campaign = await start(world)
+    await world.alice.send(world.table, "I push the mill door.")
+    await world.bob.send(world.table, "I follow Aria in.")
+    first_request = len(world.requests)
+    result = await world.slash(world.alice, world.table, "dm continue")
+    edits = world.requests.since(first_request, "PATCH", "/webhooks/*/messages/@original")
+    contents = [e.json["content"] for _, e in edits]
+    turn = await world.store.last_turn(campaign.id)
+    assert turn.narration == ('The mill is dark and cold. A lantern swings from a beam. "I have waited for you," '
+                              'the miller whispers. The stairs creak under your boots.')
+    assert reply_text(result) == turn.narration and len(contents) >= 2, contents
+    for shown in contents[:-1]:
+        if shown.startswith("⏳"):  # its place in the queue, before it starts
+            continue
+        streamed = shown[: -len(WRITING)] if shown.endswith(WRITING) else shown
+        assert turn.narration.startswith(streamed), (streamed, turn.narration)
+        assert "I look" not in streamed and "Aria:" not in streamed and "We follow" not in streamed

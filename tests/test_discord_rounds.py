@@ -134,3 +134,23 @@ async def test_an_action_written_while_the_round_is_narrated_opens_the_next_roun
     assert [a.text for a in await world.store.pending_actions(campaign.id)] == ["I step back from the wall."]
     assert len(model.calls) == generations + 1  # the next round waits for Bram
     assert round_notes(world)[-1] == "-# 🎲 Round 3: waiting for Bram."
+
+
+async def test_withdrawing_the_rounds_only_action_keeps_its_one_note(world, model):
+    """The round's only action taken back: its note says the round has no action yet (nothing is
+    narrated), and the next action edits the same note instead of posting a second 'Round 1'."""
+    campaign = await start(world)
+    await world.slash(world.gm, world.table, "dm join")
+    await world.slash(world.alice, world.table, "dm join")
+    await rounds_on(world, timeout=0)
+    generations = len(model.calls)
+
+    await world.alice.send(world.table, "I light a torch.")
+    assert round_notes(world) == ["-# 🎲 Round 1: waiting for Game Master Gil."]
+    await world.slash(world.alice, world.table, "dm withdraw")
+    notes = round_notes(world)
+    assert len(notes) == 1 and "no action yet" in notes[0] and "narrates" not in notes[0], notes
+    await world.alice.send(world.table, "I light a lantern instead.")
+    notes = round_notes(world)
+    assert len(notes) == 1 and notes[0].startswith("-# 🎲 Round 1: waiting for"), notes
+    assert len(model.calls) == generations and await world.store.turn_count(campaign.id) == 0

@@ -5,7 +5,7 @@ import pytest
 
 from engine.table.narration import (clean_narration, ends_at_sentence, first_person, keep_voice, player_line, sentences,
                               voice_faults)
-from engine.table.narrator import posted_narration
+from engine.table.kept_text import posted_narration
 
 NAMES = {"Bram", "Ilsa", "Kel"}
 
@@ -122,9 +122,14 @@ def test_posted_narration_ends_at_a_sentence_end_after_first_person_sentences_ar
         "The door opens.")
 
 
-def test_posted_narration_of_only_players_lines_or_a_list_number_is_nothing():
-    assert posted_narration("1. Ilsa: I offer a coin.\n2. Ilsa: You give", NAMES) == ""
-    assert posted_narration("Kel: I cast a spell.\n9. Ilsa", NAMES) == ""
+def test_a_narration_of_only_a_players_line_keeps_that_line_and_a_list_number_is_nothing():
+    """Issue 20: a reply that only speaks for a player was lost ("the model wrote nothing"); it is kept,
+    as the model wrote it, when nothing in the DM's voice remains (the first speaker's line only)."""
+    assert posted_narration("1. Ilsa: I offer a coin.\n2. Ilsa: You give", NAMES) == "1. Ilsa: I offer a coin."
+    assert posted_narration("Kel: I cast a spell.\n9. Ilsa", NAMES) == "Kel: I cast a spell."
+    assert posted_narration("Aria: I draw my sword and charge at the goblin!", {"Aria"}) == (
+        "Aria: I draw my sword and charge at the goblin!")
+    assert posted_narration("9.", NAMES) == "" and posted_narration("  \n", NAMES) == ""
 
 
 def test_ends_at_sentence():

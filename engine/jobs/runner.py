@@ -19,6 +19,7 @@ from engine.generation import GenerationSettings
 from engine.jobs.job import Job, JobHandle
 from engine.jobs.guard import PromptGuard
 from engine.textgen.base import GenRequest, TextBackend
+from engine.textgen.voice import Voice
 from engine.jobs.worker import ModelWorker
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,13 @@ class JobContext:
         if self.cancelled:
             raise Cancelled("the job was cancelled")
 
-    async def generate(self, text: str, settings: GenerationSettings, *, stream: bool = True) -> str:
+    async def generate(self, text: str, settings: GenerationSettings, *, stream: bool = True,
+                       voice: Voice | None = None) -> str:
         """Generate in a batch with other channels' jobs; streamed text reaches the handle."""
         self.check_cancelled()
         if self._runner.guard is not None:
             self._runner.guard.check(text, settings)
-        result = await self._runner.generate_in_batch(_GenSlot(GenRequest(text, settings), self.handle, stream))
+        result = await self._runner.generate_in_batch(_GenSlot(GenRequest(text, settings, voice), self.handle, stream))
         self.check_cancelled()
         return result
 

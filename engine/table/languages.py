@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Awaitable, Callable, Sequence
+from typing import Sequence
 
 from engine.errors import Unavailable
+from engine.jobs.job import View
 from engine.records import Action, Campaign
 from engine.store import Store
 from engine.table.narration import defuse_mentions
@@ -98,7 +99,13 @@ class TurnLanguage:
             self.table.note(self.campaign, exc, notes)
             return None
 
-    def stream_view(self) -> Callable[[str], Awaitable[str]] | None:
-        """What the table sees of the text so far (finished sentences, translated); None: the text itself."""
+    def streamed(self, kept: View) -> View:
+        """What the table sees of the text so far: what the story keeps of it, in the players' language
+        (finished sentences translated one at a time)."""
         live = self.translation.live(self.campaign.language, self.glossary)
-        return None if live is None else live.update
+        if live is None:
+            return kept
+
+        async def view(text: str) -> str:
+            return await live.update(await kept(text))
+        return view

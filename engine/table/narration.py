@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from engine.text import SENTENCE_END
+from engine.text import QUOTES, SENTENCE_END, quoted
 
 ZWSP = "\u200b"  # between "@" and "everyone" Discord sees plain text
 _MASS = re.compile(r"@(everyone|here)\b", re.IGNORECASE)
@@ -62,8 +62,6 @@ def defuse_mentions(text: str) -> str:
 
 
 # --- the DM's voice: second or third person, never a player's lines -----------------------------
-# Quotes an NPC speaks in (an "I" inside them is theirs): opening mark -> the marks that close it.
-_QUOTES = {'"': '"', "“": "”", "«": "»", "„": "“”"}
 # "mine" is left out: far more often a mine than a possession in a fantasy story.
 _FIRST_PERSON = re.compile(r"(?<![\w'’])(?:I|(?i:me|my|myself|we|us|our|ours|ourselves))(?!\w)")
 _NUMERAL = re.compile(r"(?<=\w )[A-Z][\w'’-]* I(?![\w'’])")  # "King Thoros I", not "Then I"
@@ -72,35 +70,22 @@ _SPEECH = ("say|says|said|ask|asks|asked|reply|replies|replied|answer|answers|an
            "add|adds|added|call|calls|called|cry|cries|cried")
 
 
-def _quoted(line: str) -> list[bool]:
-    """For each character of a line, whether it is quoted, marks included. A quote left open runs to
-    the end of the line; a closing mark without an opening one is ignored."""
-    inside, closing = [], ""
-    for char in line:
-        inside.append(bool(closing) or char in _QUOTES)
-        if closing:
-            closing = "" if char in closing else closing
-        elif char in _QUOTES:
-            closing = _QUOTES[char]
-    return inside
-
-
 def _outside(line: str) -> str:
     """The line with what is quoted blanked out (same length, so positions still match)."""
-    return "".join(" " if q else c for c, q in zip(line, _quoted(line)))
+    return "".join(" " if q else c for c, q in zip(line, quoted(line)))
 
 
 def _spans(line: str) -> list[tuple[int, int]]:
     """Where the line's sentences are. A sentence ends at . ! ? … outside quotes, or at one that
     closes a quote when a new sentence starts after it ('"Run!" The torch gutters.'; '"Run!" she
     cries.' is one sentence); what follows the last end is one more. A list's numbers ("1.") start a sentence."""
-    inside, cuts = _quoted(line), [0]
+    inside, cuts = quoted(line), [0]
     for end in SENTENCE_END.finditer(line):
         closes = end.end() == len(line) or not inside[end.end()]
         rest = line[end.end():].lstrip()
         if re.fullmatch(r"[\d.\s]+", line[cuts[-1]:end.start()]):  # "1." or the model's "12. 7."
             continue
-        if not inside[end.start()] or (closes and (not rest or rest[0].isupper() or rest[0] in _QUOTES)):
+        if not inside[end.start()] or (closes and (not rest or rest[0].isupper() or rest[0] in QUOTES)):
             cuts.append(end.end())
     cuts.append(len(line))
     spans = []
@@ -128,6 +113,22 @@ def first_person(sentence: str) -> bool:
     return _first_person(_outside(sentence))
 
 
+# Words that show the model echoing its prompt or writing a script instead of a narration: from there on
+# nothing is the DM's ("Player: You are the Dungeon Master of ...", "What the players do now:").
+_HEADERS = ("You are the Dungeon Master", "What the players do now", "The story so far:", "Things to remember:",
+            "Author's note:", "The campaign:", "Story cards:", "Recalled memories:")
+_LABELS = r"(?:Players?|Dungeon(?:\s+Master)?|DM|GM|Game\s+Master|User|Assistant|System|Narrator|Human|AI)"
+_LABEL = re.compile(rf"^\s*(?:\([^)\n]{{0,40}}\)\s*)?{_LIST_MARK}{_LABELS}[*_]*\s*:", re.IGNORECASE)
+
+
+def echo_at(line: str) -> int | None:
+    """Where a line starts echoing the prompt or a script label ("Player:", "Dungeon:"); None when it does not."""
+    if _LABEL.match(line):
+        return 0
+    found = [i for i in (line.find(h) for h in _HEADERS) if i >= 0]
+    return min(found) if found else None
+
+
 def _names(player_names: set[str]) -> str:
     return "|".join(re.escape(n) for n in sorted(player_names, key=len, reverse=True) if n.strip())
 
@@ -137,8 +138,11 @@ def _player_line(sentence: str, bare: str, names: str) -> bool:
         return False
     if re.match(rf"\s*{_LIST_MARK}({names})[*_]*\s*:", sentence):
         return True
+    # 'Bram says, "..."', or '"...," whispers Ilsa' (the verb right after the quote: "calls Ilsa over" is
+    # someone calling her)
     return bare != sentence and bool(
-        re.search(rf"\b({names})\b(\s+\w+ly)?\s*,?\s+({_SPEECH})\b|\b({_SPEECH})\s+({names})\b", bare))
+        re.search(rf"\b({names})\b(\s+\w+ly)?\s*,?\s+({_SPEECH})\b", bare)
+        or re.search(rf"[{re.escape(''.join(QUOTES.values()))}]\s*,?\s*({_SPEECH})\s+({names})\b", sentence))
 
 
 def player_line(sentence: str, player_names: set[str]) -> bool:
@@ -152,7 +156,9 @@ def _faults(line: str, player_names: set[str]) -> list[tuple[str, bool]]:
     by "Bram asks." is a player's line too (both sentences)."""
     bare, names = _outside(line), _names(player_names)
     spans = _spans(line)
-    faults = [_first_person(bare[a:b]) or _player_line(line[a:b], bare[a:b], names) for a, b in spans]
+    echo = echo_at(line)
+    faults = [_first_person(bare[a:b]) or _player_line(line[a:b], bare[a:b], names) or echo is not None and b > echo
+              for a, b in spans]
     for i in range(1, len(spans)):
         (a0, b0), (a, b) = spans[i - 1], spans[i]
         if names and re.match(rf"({names})\b(\s+\w+ly)?\s+({_SPEECH})\b", line[a:b]) \
@@ -163,7 +169,8 @@ def _faults(line: str, player_names: set[str]) -> list[tuple[str, bool]]:
 
 def voice_faults(text: str, player_names: set[str]) -> list[str]:
     """The sentences of a narration that leave the DM's voice: told in the first person outside
-    quotes, or speaking a player's line. Empty when the narration keeps the voice."""
+    quotes, speaking a player's line, or echoing the prompt or a script label. Empty when the narration
+    keeps the voice."""
     return [s for line in text.splitlines() for s, bad in _faults(line, player_names) if bad]
 
 
@@ -183,10 +190,3 @@ def keep_voice(text: str, player_names: set[str]) -> str:
     result = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return result if visible(result) else text
 
-
-def posted_narration(text: str, player_names: set[str]) -> str:
-    """A narration as the table sees it (and the story keeps it): the DM's lines only, whole sentences,
-    in the DM's voice (no sentence in the first person outside quotes, none speaking for a player,
-    unless nothing else is left), mentions defused; nothing when no word is left (a list's "9.")."""
-    text = defuse_mentions(whole_sentences(keep_voice(clean_narration(text, player_names), player_names)))
-    return text if any(char.isalpha() for char in text) else ""

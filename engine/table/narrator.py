@@ -16,10 +16,11 @@ from engine.table.cards import mentions, triggered_cards
 from engine.table.context import PromptMemory, recall_within_budget
 from engine.table.edits import running_campaign
 from engine.table.languages import TableLanguage, TurnLanguage
-from engine.table.narration import posted_narration
+from engine.table.kept_text import posted_narration, stream_view
 from engine.table.prompt import BuiltPrompt, build_prompt
 from engine.table.settings import CampaignSettings, NarratorSettings, campaign_settings
 from engine.textgen.base import TextBackend
+from engine.textgen.voice import Voice
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Narrator:
         notes: list[str] = []
         language = await self._language(campaign, ctx)
         actions, extra = await language.actions_in(actions, extra, notes)
-        narration, built, remembered = await self._narrate(campaign, turns, actions, extra, ctx)
+        narration, built, remembered = await self._narrate(campaign, turns, actions, extra, ctx, language)
         used = list(built.actions)  # the oldest that fitted; the others stay pending for the next turn
         if len(used) < len(actions):
             notes.append(f"{len(actions) - len(used)} newer action(s) did not fit in this turn; "
@@ -78,7 +79,7 @@ class Narrator:
         turns = [t for t in await self.store.recent_turns(campaign.id, self.settings.recent_turns + 1) if t.id != last.id]
         language = await self._language(campaign, ctx)
         narration, built, remembered = await self._narrate(campaign, turns[-self.settings.recent_turns:],
-                                                           last.actions, "", ctx, may_defer=False)
+                                                           last.actions, "", ctx, language, may_defer=False)
         notes: list[str] = []
         shown = await language.narration_out(narration, notes)
         entries = await self.memory.turn_entries(last.actions, narration)
@@ -86,17 +87,15 @@ class Narrator:
         return self._result(turn, built, remembered, notes)
 
     async def _language(self, campaign: Campaign, ctx: JobContext) -> TurnLanguage:
-        """The turn's translation; the stream shows its text through it, as the saved turn is."""
-        language = await self.language.for_turn(campaign, ctx.generate)
-        ctx.show_through(language.stream_view())
-        return language
+        return await self.language.for_turn(campaign, ctx.generate)
 
     @staticmethod
     def _result(turn: Turn, built: BuiltPrompt, remembered: PromptMemory, notes: list[str]) -> TurnResult:
         return TurnResult(turn, built.memories, built.tokens, built.turns_used, tuple(notes), remembered)
 
     async def _narrate(self, campaign: Campaign, turns: Sequence[Turn], actions: Sequence[Action], extra: str,
-                       ctx: JobContext, may_defer: bool = True) -> tuple[str, BuiltPrompt, PromptMemory]:
+                       ctx: JobContext, language: TurnLanguage,
+                       may_defer: bool = True) -> tuple[str, BuiltPrompt, PromptMemory]:
         settings = self.campaign_settings(campaign)
         budget = self.settings.context_tokens - settings.generation.max_new_tokens
         cards = triggered_cards(await self.store.cards(campaign.id), mentions(actions, extra, turns))
@@ -110,11 +109,16 @@ class Narrator:
         built = await recall_within_budget(
             self.memory, campaign.id, turn_queries(actions, extra, turns, self.memory.chunk), turns,
             top_k=self.settings.top_k, min_score=self.settings.min_score, build=build)
+        # Everyone who plays: this turn's and recent turns' authors, and the table's roster (/dm join)
         names = {a.author_name for a in actions} | {a.author_name for t in turns for a in t.actions}
-        narration = posted_narration(await ctx.generate(built.rendered, settings.generation), names)
+        names |= {name for name, _ in (await self.store.players(campaign.id)).values()}
+        # The table reads what the story keeps, as it streams (then translated): never a sentence taken back.
+        ctx.show_through(language.streamed(stream_view(names)))
+        voice = Voice(tuple(sorted(names)))  # drawn in the DM's voice where the backend can steer it
+        narration = posted_narration(await ctx.generate(built.rendered, settings.generation, voice=voice), names)
         if not narration and settings.generation.do_sample:  # it only played the players: one more draw
             ctx.restart_stream()
-            narration = posted_narration(await ctx.generate(built.rendered, settings.generation), names)
+            narration = posted_narration(await ctx.generate(built.rendered, settings.generation, voice=voice), names)
         if not narration:
             raise Unavailable("the model wrote nothing this time; try /dm continue again")
         return narration, built, PromptMemory.of(built, turns, budget)

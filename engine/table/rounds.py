@@ -144,9 +144,14 @@ class RoundKeeper:
         if on and self._busy.get(campaign_id):
             return  # narrating: whatever came waits for the next round
         state = await round_state(self.store, campaign, rules.window) if on else None
-        if state is None or not state.acted:  # rounds off, campaign ended, or nobody has acted yet
+        if state is None:  # rounds off, or the campaign ended
             self._cancel_timer(campaign_id)
             await self._close(campaign_id)
+            return
+        if not state.acted:  # nobody has acted (yet, or any more: the only action was withdrawn)
+            self._cancel_timer(campaign_id)
+            if campaign_id in self._shown:  # the note says so, and the next action edits the same note
+                await self._show(campaign, state)
             return
         now = asyncio.get_running_loop().time()
         deadline = self.deadline(campaign_id)

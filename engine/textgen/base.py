@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from engine.generation import GenerationSettings
+from engine.textgen.voice import Voice
 
 # Called from the worker thread: (index of the request in the batch, new text).
 TokenSink = Callable[[int, str], None]
@@ -25,6 +26,7 @@ class Prompt:
 class GenRequest:
     text: str  # already rendered for this backend
     settings: GenerationSettings
+    voice: Voice | None = None  # a narration: kept in the DM's voice as it is drawn (where the backend can)
 
 
 class TextBackend:

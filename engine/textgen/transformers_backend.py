@@ -10,6 +10,7 @@ from engine.generation import GenerationSettings
 from engine.textgen.base import GenRequest, Prompt, StopCheck, TextBackend, TokenSink
 from engine.textgen.control_tokens import control_markers, render_prompt
 from engine.textgen.models import ModelSource, convert_gguf, resolve_text_model
+from engine.textgen.voice import VoiceGuard, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class TransformersBackend(TextBackend):
         eos = eos if isinstance(eos, list) else [eos] if eos is not None else []
         self.stop_ids = {t for t in [*eos, tokenizer.eos_token_id] if t is not None}
         self.control_markers = control_markers(tokenizer)
+        self._voice_guard: VoiceGuard | None = None  # built at the first narration (decodes the vocabulary)
 
     @classmethod
     def load(
@@ -144,14 +146,21 @@ class TransformersBackend(TextBackend):
             groups[request.settings].append(i)
         results = [""] * len(requests)
         for settings, rows in groups.items():
-            texts = self._generate_rows([requests[i].text for i in rows], settings, rows, on_token, should_stop)
+            texts = self._generate_rows([requests[i].text for i in rows], settings, rows, on_token, should_stop,
+                                        [requests[i].voice for i in rows])
             for i, text in zip(rows, texts):
                 results[i] = text
         return results
 
-    def _generate_rows(self, texts, settings: GenerationSettings, rows, on_token, should_stop) -> list[str]:
+    def voice_guard(self) -> VoiceGuard:
+        if self._voice_guard is None:
+            self._voice_guard = VoiceGuard(vocabulary(len(self.tokenizer), lambda t: self.tokenizer.decode([t])))
+        return self._voice_guard
+
+    def _generate_rows(self, texts, settings: GenerationSettings, rows, on_token, should_stop,
+                       voices=()) -> list[str]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
         class StopRows(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
@@ -163,11 +172,29 @@ class TransformersBackend(TextBackend):
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.is_chat,
                              return_token_type_ids=False)
         enc = enc.to(self.model.device)
+        processors = LogitsProcessorList()
+        if any(voices):
+            guard, tokenizer, start = self.voice_guard(), self.tokenizer, enc["input_ids"].shape[1]
+
+            class KeepVoice(LogitsProcessor):
+                def __call__(self, input_ids, scores):
+                    per_row = input_ids.shape[0] // len(rows)  # beams share a row
+                    for b in range(input_ids.shape[0]):
+                        voice = voices[b // per_row]
+                        if voice is not None:
+                            written = tokenizer.decode(input_ids[b, start:], skip_special_tokens=True)
+                            banned = guard.banned(written, voice)
+                            if banned:
+                                scores[b, banned] = float("-inf")
+                    return scores
+
+            processors.append(KeepVoice())
         kwargs = dict(
             max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
             do_sample=settings.do_sample, num_beams=settings.num_beams,
             repetition_penalty=settings.repetition_penalty, no_repeat_ngram_size=settings.no_repeat_ngram_size,
             pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=StoppingCriteriaList([StopRows()]),
+            logits_processor=processors,
         )
         if settings.do_sample:
             kwargs.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p)
