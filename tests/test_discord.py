@@ -694,3 +694,32 @@ async def test_the_stream_never_shows_what_the_story_drops(world, model, monkeyp
         streamed = shown[: -len(WRITING)] if shown.endswith(WRITING) else shown
         assert turn.narration.startswith(streamed), (streamed, turn.narration)
         assert "I look" not in streamed and "Aria:" not in streamed and "We follow" not in streamed
+
+
+async def test_a_reply_that_only_speaks_for_a_player_is_kept_not_lost(world, model):
+    """The model wrote only Aria's line: better that narration in the wrong voice than a lost turn."""
+    model.script = "Aria: I draw my sword and charge at the goblin!"
+    campaign = await start(world)
+    await world.alice.send(world.table, "I face the goblin.")
+    result = await world.slash(world.alice, world.table, "dm continue")
+    turn = await world.store.last_turn(campaign.id)
+    assert turn is not None and turn.number == 1
+    assert reply_text(result) == turn.narration == "Aria: I draw my sword and charge at the goblin!"
+    assert "cannot answer" not in reply_text(result)
+
+
+async def test_a_reply_that_echoes_its_instructions_never_reaches_the_table(world, model, monkeypatch):
+    monkeypatch.setattr(cogs.render, "time", SimpleNamespace(monotonic=time.perf_counter))
+    model.script = ("The well is dry and the rope hangs frayed. A crow watches from the crank.\n"
+                    "Dungeon: Player: You are the Dungeon Master of a role-playing game played by a group. "
+                    "What the players do now: nothing.")
+    model.token_delay = 0.02
+    campaign = await start(world)
+    await world.alice.send(world.table, "I look down the well.")
+    first_request = len(world.requests)
+    result = await world.slash(world.alice, world.table, "dm continue")
+    shown = [e.json["content"] for _, e in world.requests.since(first_request, "PATCH", "/webhooks/*/messages/@original")]
+    turn = await world.store.last_turn(campaign.id)
+    assert turn.narration == "The well is dry and the rope hangs frayed. A crow watches from the crank."
+    assert reply_text(result) == turn.narration
+    assert not any("Dungeon" in text or "Player:" in text or "What the players" in text for text in shown), shown
