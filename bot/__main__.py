@@ -75,13 +75,38 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(sync_commands(config, token, args.guild))
         from bot.app import create_bot
 
-        create_bot(config).run(token, log_handler=None)  # logging is set up above
-        return 0
+        return run_bot(create_bot(config), token)
     except (ConfigError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def run_bot(bot, token: str) -> int:
+    """Run the bot until it is stopped; what keeps it from Discord is one line (exit code 1), not a traceback."""
+    import aiohttp
+    import discord
+
+    try:
+        bot.run(token, log_handler=None)  # logging is set up in main
+    except discord.LoginFailure:
+        return _fail("Discord refused the token: copy the bot's token again from the Developer Portal (Bot, Reset "
+                     "Token) into the environment variable that [discord] token_env names")
+    except discord.PrivilegedIntentsRequired:
+        return _fail("Discord refused the Message Content intent: turn it on in the Developer Portal (Bot, "
+                     "Privileged Gateway Intents, Message Content Intent), then start the bot again")
+    except (aiohttp.ClientError, discord.GatewayNotFound, OSError, asyncio.TimeoutError) as exc:
+        return _fail(f"cannot reach Discord ({exc.__class__.__name__}: {exc or 'no answer'}): check this "
+                     "machine's network; to play offline in this terminal: python -m bot play")
+    except discord.HTTPException as exc:
+        return _fail(f"Discord answered {exc.status} ({exc.text or exc.__class__.__name__}); try again later")
+    return 0
+
+
+def _fail(line: str) -> int:
+    print(f"error: {line}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -178,13 +178,14 @@ class ServerConfig:
 @dataclass(frozen=True)
 class LlamaCppConfig:
     """The llama.cpp backend (`make setup-llamacpp`)."""
-    n_threads: int = setting(0, _int(0, 1024))  # 0: half the logical CPUs
+    n_threads: int = setting(0, _int(0, 1024))  # 0: every CPU the process may use (measured: docs/backends.md)
     n_gpu_layers: int = setting(0, _int(-1, 100000))  # 0: CPU only; -1: every layer on the GPU
 
 
 @dataclass(frozen=True)
 class LLMConfig:
-    backend: str = setting("transformers", _str(choices=("transformers", "openai", "auto-gptq", "llama.cpp")))
+    # auto: llama.cpp on a CPU for a GGUF model when it is installed, transformers otherwise (bot/services.py)
+    backend: str = setting("auto", _str(choices=("auto", "transformers", "openai", "auto-gptq", "llama.cpp")))
     model: str = setting("bundled:smollm2", _str(nonempty=True))
     device: str = setting("auto", _str(pattern=r"auto|cpu|cuda(:\d+)?|mps",
                                        what='"auto", "cpu", "cuda", "cuda:N" or "mps"'))

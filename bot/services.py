@@ -11,6 +11,7 @@ import aiohttp
 from pathlib import Path
 
 from bot.config import Config, PicturesConfig, TranslationConfig
+from engine.errors import Unavailable
 from engine.jobs import ModelWorker, PromptGuard, Runner
 from engine.memory import Embedder, MemoryBank, PipelineSummarizer, Summaries
 from engine.pictures import Painter, PictureClient, PictureSettings
@@ -58,21 +59,45 @@ class Services:
         await self.store.close()
 
 
+def choose_backend(config: Config) -> tuple[str, str]:
+    """llm.backend = "auto": llama.cpp on a CPU when it is installed and the model is a GGUF file (the
+    bundled one is), transformers on a GPU or otherwise; returns the backend and why."""
+    llm = config.llm
+    if llm.backend != "auto":
+        return llm.backend, "llm.backend"
+    device = pick_device(llm.device)
+    if device != "cpu":
+        return "transformers", f"a {device} device (llama.cpp here runs on the CPU)"
+    try:
+        gguf_path(llm.model)
+    except Unavailable:
+        return "transformers", f"{llm.model} is not a GGUF file"
+    try:
+        import_llama_cpp()
+    except Unavailable:
+        return "transformers", "llama.cpp is not installed (make setup-llamacpp: several times faster on a CPU)"
+    return "llama.cpp", "a CPU, llama.cpp installed and a GGUF model"
+
+
 def text_loader(config: Config, progress: Progress) -> Callable[[], TextBackend]:
     llm = config.llm
-    if llm.backend == "openai":
+    backend, why = choose_backend(config)
+    if llm.backend == "auto":
+        log.info("text backend: %s (auto: %s)", backend, why)
+        progress(f"text backend: {backend} ({why})")
+    if backend == "openai":
         server = llm.server
         return lambda: OpenAIBackend(ServerSettings(
             base_url=llm.base_url, model=llm.model, api_key=llm.api_key(), api=server.api,
             connect_timeout_s=server.connect_timeout_s, read_timeout_s=server.read_timeout_s,
             retries=server.retries, max_concurrency=server.max_concurrency, sampling_extras=server.sampling_extras))
-    if llm.backend == "llama.cpp":
+    if backend == "llama.cpp":
         import_llama_cpp()  # one clear line now ("needs `make setup-llamacpp`"), before any model loads
         gguf_path(llm.model)
         return lambda: LlamaCppBackend.load(
             llm.model, n_threads=llm.llamacpp.n_threads, n_gpu_layers=llm.llamacpp.n_gpu_layers,
-            context_tokens=llm.context_tokens, progress=progress)
-    if llm.backend == "auto-gptq":
+            context_tokens=llm.context_tokens, slots=config.runner.batch_size, progress=progress)
+    if backend == "auto-gptq":
         from engine.textgen.gptq_backend import load_gptq, require_auto_gptq
 
         require_auto_gptq()  # one clear line now ("needs `make setup-gptq`"), before any model loads

@@ -65,3 +65,55 @@ def test_options_go_before_or_after_the_command():
     assert (after.command, after.config, after.log_level) == ("play", "b.toml", "debug")
     assert parse_args(["--config", "c.toml", "sync"]).config == "c.toml"  # not reset by the subcommand
     assert parse_args(["run"]).log_level == "INFO"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _run_against(monkeypatch, make_config, base: str, capsys) -> tuple[int, str]:
+    """`bot run`'s own code path (run_bot) against a Discord API at `base` (loopback only)."""
+    import discord.http
+
+    from bot.__main__ import run_bot
+    from bot.app import create_bot
+
+    monkeypatch.setattr(discord.http.Route, "BASE", base)
+    code = run_bot(create_bot(make_config()), "not.a.token")
+    return code, capsys.readouterr().err
+
+
+def test_run_with_no_route_to_discord_is_one_line(monkeypatch, make_config, capsys):
+    code, err = _run_against(monkeypatch, make_config, f"http://127.0.0.1:{_closed_port()}/api/v10", capsys)
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: cannot reach Discord") and "python -m bot play" in err
+
+
+def test_run_with_a_refused_token_is_one_line(monkeypatch, make_config, capsys):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refuses(BaseHTTPRequestHandler):
+        def do_GET(self):  # /users/@me, as discord.py logs in
+            body = b'{"message": "401: Unauthorized", "code": 0}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code, err = _run_against(monkeypatch, make_config, f"http://127.0.0.1:{server.server_port}/api/v10", capsys)
+    finally:
+        server.shutdown()
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: Discord refused the token")

@@ -191,7 +191,7 @@ def test_default_token_env(monkeypatch):
     ('[pictures]\nurl = "127.0.0.1:7860"\n',
      'pictures.url must be an http:// or https:// URL, not "127.0.0.1:7860"'),
     ('[llm]\nbackend = "llama"\n',
-     'llm.backend must be one of "transformers", "openai", "auto-gptq", "llama.cpp", not "llama"'),
+     'llm.backend must be one of "auto", "transformers", "openai", "auto-gptq", "llama.cpp", not "llama"'),
     ('[llm]\nbackend = "openai"\n',
      'llm.base_url must be the model server\'s address (e.g. "http://127.0.0.1:11434/v1") when backend = "openai"'),
     ('[llm.server]\napi = "responses"\n', 'llm.server.api must be one of "chat", "completions", not "responses"'),
