@@ -21,7 +21,8 @@ table was shown, engine.table.kept_text.kept(final=False) after each token) and 
 - seconds_per_turn, how many turns needed a second draw or failed; text_backend and text_model: what ran.
 --judge-only prints the judge's figures alone, without loading a model (seconds).
 --dump FILE writes one JSON line per draw (prompt tail, raw, posted) to judge the cleaning by eye.
-Usage: python bench/narration.py [--turns 20] [--seed 1234] [--max-new-tokens 200] [--dump FILE] [--judge-only]
+Usage: python bench/narration.py [--turns 20] [--seed 1234] [--max-new-tokens 200] [--backend auto] [--dump FILE]
+       [--judge-only]
 """
 from __future__ import annotations
 
@@ -172,11 +173,11 @@ def mean(rows: list[dict], key: str) -> float:
     return round(sum(r[key] for r in rows) / len(rows), 1) if rows else 0.0
 
 
-async def main(turns: int, seed: int, max_new_tokens: int, dump: str | None) -> dict:
+async def main(turns: int, seed: int, max_new_tokens: int, dump: str | None, backend: str = "auto") -> dict:
     import torch
 
     folder = tempfile.mkdtemp(prefix="bench-narration-")
-    config = parse_config({"storage": {"path": f"{folder}/dm.sqlite3"}, "llm": {"cache_dir": MODEL_CACHE}}, "bench")
+    config = parse_config({"storage": {"path": f"{folder}/dm.sqlite3"}, "llm": {"cache_dir": MODEL_CACHE, "backend": backend}}, "bench")
     services = await build_services(config, log.info)
     try:
         torch.manual_seed(seed)
@@ -270,6 +271,7 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings().max_new_tokens)
     parser.add_argument("--dump", default=None, help="write every draw (raw and posted) as JSON lines here")
+    parser.add_argument("--backend", default="auto", help='llm.backend: "auto" (the default), "transformers", "llama.cpp"')
     parser.add_argument("--judge-only", action="store_true",
                         help="only score the voice detector on the hand-labelled narrations (no model)")
     args = parser.parse_args()
@@ -278,4 +280,4 @@ if __name__ == "__main__":
     if args.judge_only:
         emit(judge_figures())
     else:
-        emit(asyncio.run(main(args.turns, args.seed, args.max_new_tokens, args.dump)))
+        emit(asyncio.run(main(args.turns, args.seed, args.max_new_tokens, args.dump, args.backend)))
