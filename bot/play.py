@@ -13,12 +13,14 @@ from typing import TextIO
 from bot.config import Config
 from bot.services import Services, build_services
 from engine.errors import EngineError
+from engine.game import roll as roll_dice
 from engine.jobs import Job
 from engine.records import Campaign
 
 HELP = """Commands:
   (any text)      your character's action; the DM narrates what happens
   /continue [x]   let the DM go on (optionally with a direction for the DM)
+  /roll <dice> [for <reason>]   roll dice (1d20+5, 4d6kh3, 1d20 adv); the DM narrates the result next turn
   /retry          narrate the last turn anew
   /undo           take back the last turn (its actions return)
   /memory         list what the DM remembers
@@ -88,6 +90,11 @@ class TerminalGame:
             await self.run_job("turn")
         elif name == "/quit":
             return False
+        elif name == "/roll":
+            dice, _, reason = rest.partition(" for ")
+            rolled = roll_dice(dice, reason=reason)
+            await self.services.edits.add_roll(campaign, 0, self.player, rolled, reason)
+            self.say(f"🎲 {self.player}{', ' + reason.strip() if reason.strip() else ''}: {rolled.shown}")
         elif name == "/continue":
             await self.run_job("turn", text=rest)
         elif name == "/retry":

@@ -18,6 +18,7 @@ from cogs.pictures import PICTURES_OFF, PictureDesk
 from cogs.render import StreamTarget, narrate
 from cogs.rounds import RoundDesk, round_desk
 from engine.errors import BadInput
+from engine.game import Roll, roll as roll_dice
 from engine.jobs import Job
 from engine.records import Campaign
 from engine.table.settings import CAMPAIGN_TEXTS, setting_names
@@ -119,6 +120,20 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         await self.rounds.keeper.check(campaign.id)
         text = shorten(action.written, 300)
         await reply(interaction, f"↩️ Taken back: {discord.utils.escape_markdown(text)}")
+
+    @app_commands.command(description="Roll dice: 1d20+5, 4d6kh3, 2d20kl1, 8d6 [fire], 1d20+5 adv")
+    @app_commands.describe(dice="The dice, e.g. 1d20+5, 4d6kh3 or 1d20 adv", reason="What for, e.g. Stealth",
+                           secret="Only you see the dice (the DM still narrates the result)")
+    async def roll(self, interaction: discord.Interaction, dice: str, reason: str = "", secret: bool = False) -> None:
+        made: list[Roll] = []  # rolled in the check: a roll that cannot be made is refused privately
+        campaign = await begin(interaction, self.services, public=not secret,
+                               check=lambda: made.append(roll_dice(dice, reason=reason)))
+        name = interaction.user.display_name
+        await self.services.edits.add_roll(campaign, interaction.user.id, name, made[0], reason)
+        why = f", {discord.utils.escape_markdown(' '.join(reason.split()))}" if reason.strip() else ""
+        await reply(interaction, shorten(f"🎲 {discord.utils.escape_markdown(name)}{why}: {made[0].shown}"),
+                    public=not secret)
+        await self.rounds.keeper.check(campaign.id)  # a roll is an action: the round may be complete
 
     @app_commands.command(description="Narrate the last turn anew")
     async def retry(self, interaction: discord.Interaction) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 
 from engine.errors import BadInput, Unavailable
+from engine.game import Roll
 from engine.memory import MemoryBank
 from engine.records import Action, Campaign, Card, Memory
 from engine.store import Store
@@ -98,6 +99,13 @@ class CampaignEdits:
         except Unavailable as exc:  # the action is stored: that is what the player must be told
             log.warning("glossary entry for %r not saved: %s", name, exc)
         return action, note
+
+    async def add_roll(self, campaign: Campaign, author_id: int, author_name: str, rolled: Roll,
+                       reason: str = "") -> Action:
+        """A player's roll joins the story as a pending action of theirs ("[rolled 1d20+5 for Stealth =
+        19]"), so the next narration, a retry and an undo all keep it as it fell."""
+        return await self.store.add_action(campaign.id, author_id, author_name.strip() or "Someone",
+                                           rolled.story_text(reason))
 
     async def edit_action(self, message_id: int, text: str) -> tuple[Action | None, str | None]:
         """A pending action's message was edited: the action says what it says now. An edit to nothing
