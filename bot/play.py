@@ -13,7 +13,7 @@ from typing import TextIO
 from bot.config import Config
 from bot.services import Services, build_services
 from engine.errors import EngineError
-from engine.game import roll as roll_dice
+from engine.game import amount, roll as roll_dice
 from engine.jobs import Job
 from engine.records import Campaign
 
@@ -21,6 +21,8 @@ HELP = """Commands:
   (any text)      your character's action; the DM narrates what happens
   /continue [x]   let the DM go on (optionally with a direction for the DM)
   /roll <dice> [for <reason>]   roll dice (1d20+5, 4d6kh3, 1d20 adv); the DM narrates the result next turn
+  /sheet [<field> <value>]      show your character sheet, or set a field (hp, max_hp, ac, dex, skills...)
+  /hp <change>    -5, +3 or dice such as -2d6;  /gold <change>;  /inv add|remove <item> [quantity]
   /retry          narrate the last turn anew
   /undo           take back the last turn (its actions return)
   /memory         list what the DM remembers
@@ -79,6 +81,36 @@ class TerminalGame:
         else:
             self.say()
 
+    async def sheet_command(self, name: str, rest: str) -> None:
+        """/sheet, /hp, /gold and /inv on the terminal player's sheet (engine/game/sheets.py checks them)."""
+        edits, campaign = self.services.edits, self.campaign
+        if name == "/sheet" and not rest:
+            sheet = await edits.sheet(campaign, 0, self.player)
+            self.say(sheet.party_line() if sheet else "(no sheet yet: /sheet <field> <value> starts one)")
+            return
+        if name == "/sheet":
+            field, _, value = rest.partition(" ")
+            how = lambda sheet: (sheet.with_field(field, value), f"{field} set")  # noqa: E731
+        elif name == "/hp":
+            change = amount(rest)
+            how = lambda sheet: sheet.with_hp(change)  # noqa: E731
+        elif name == "/gold":
+            change = amount(rest) if re.fullmatch(r"[+-]?\d{1,10}", rest) else None
+            if change is None:
+                self.say("(usage: /gold <+N or -N>)")
+                return
+            how = lambda sheet: sheet.with_gold(change)  # noqa: E731
+        else:
+            verb, _, item = rest.partition(" ")
+            words = item.split()
+            quantity = int(words.pop()) if len(words) > 1 and words[-1].isdigit() else 1
+            if verb not in ("add", "remove") or not words:
+                self.say("(usage: /inv add|remove <item> [quantity])")
+                return
+            how = lambda sheet: sheet.with_item(" ".join(words), quantity if verb == "add" else -quantity)  # noqa: E731
+        _, said = await edits.change_sheet(campaign, 0, self.player, how)
+        self.say(f"({said})")
+
     async def command(self, line: str) -> bool:
         """Handle one input line; False means quit."""
         name, _, rest = line.partition(" ")
@@ -97,6 +129,8 @@ class TerminalGame:
             self.say(f"🎲 {self.player}{', ' + reason.strip() if reason.strip() else ''}: {rolled.shown}")
         elif name == "/continue":
             await self.run_job("turn", text=rest)
+        elif name in ("/sheet", "/hp", "/gold", "/inv"):
+            await self.sheet_command(name, rest.strip())
         elif name == "/retry":
             await self.run_job("retry")
         elif name == "/summarise":

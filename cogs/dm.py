@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 
@@ -17,8 +18,9 @@ from cogs.memory import MemoryCommands
 from cogs.pictures import PICTURES_OFF, PictureDesk
 from cogs.render import StreamTarget, narrate
 from cogs.rounds import RoundDesk, round_desk
+from cogs.sheets import InventoryCommands, SheetCommands, change as change_sheet
 from engine.errors import BadInput
-from engine.game import Roll, roll as roll_dice
+from engine.game import Roll, amount, roll as roll_dice
 from engine.jobs import Job
 from engine.records import Campaign
 from engine.table.settings import CAMPAIGN_TEXTS, setting_names
@@ -60,6 +62,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         self.app_command.add_command(MemoryCommands(services))
         self.app_command.add_command(GlossaryCommands(services))
         self.app_command.add_command(CardCommands(services))
+        self.app_command.add_command(SheetCommands(services))
+        self.app_command.add_command(InventoryCommands(services))
 
     # --- campaign ---
     @app_commands.command(description="Start a campaign in this channel")
@@ -125,15 +129,29 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     @app_commands.describe(dice="The dice, e.g. 1d20+5, 4d6kh3 or 1d20 adv", reason="What for, e.g. Stealth",
                            secret="Only you see the dice (the DM still narrates the result)")
     async def roll(self, interaction: discord.Interaction, dice: str, reason: str = "", secret: bool = False) -> None:
+        name = interaction.user.display_name
+        here = await self.services.store.campaign_for_channel(interaction.channel_id or 0)
+        sheet = await self.services.edits.sheet(here, interaction.user.id, name) if here else None
+        modifiers = sheet.modifiers() if sheet else None  # "1d20+stealth" reads the roller's sheet
         made: list[Roll] = []  # rolled in the check: a roll that cannot be made is refused privately
         campaign = await begin(interaction, self.services, public=not secret,
-                               check=lambda: made.append(roll_dice(dice, reason=reason)))
-        name = interaction.user.display_name
+                               check=lambda: made.append(roll_dice(dice, modifiers, reason=reason)))
         await self.services.edits.add_roll(campaign, interaction.user.id, name, made[0], reason)
         why = f", {discord.utils.escape_markdown(' '.join(reason.split()))}" if reason.strip() else ""
         await reply(interaction, shorten(f"🎲 {discord.utils.escape_markdown(name)}{why}: {made[0].shown}"),
                     public=not secret)
         await self.rounds.keeper.check(campaign.id)  # a roll is an action: the round may be complete
+
+    @app_commands.command(description="Change your character's HP: -5, +3, or dice such as -2d6 (admins: anyone's)")
+    @app_commands.describe(change="Damage as -N, healing as +N, or dice", player="Admins: this player's character")
+    async def hp(self, interaction: discord.Interaction, change: str, player: discord.Member | None = None) -> None:
+        rolled = functools.cache(lambda: amount(change))  # dice rolled once: tried first, then applied
+        await change_sheet(interaction, self.services, player, lambda sheet: sheet.with_hp(rolled()))
+
+    @app_commands.command(description="Change your character's gold: +10 or -3 (admins: anyone's)")
+    async def gold(self, interaction: discord.Interaction, change: app_commands.Range[int, -1000000000, 1000000000],
+                   player: discord.Member | None = None) -> None:
+        await change_sheet(interaction, self.services, player, lambda sheet: sheet.with_gold(change))
 
     @app_commands.command(description="Narrate the last turn anew")
     async def retry(self, interaction: discord.Interaction) -> None:

@@ -109,3 +109,16 @@ def test_play_with_a_model_server_through_the_openai_backend(tmp_path):
     down = play(config, ["I wait.", "/memory", "/quit"], "--player", "Bram")  # the server is gone
     assert down.returncode == 0 and "cannot reach the model server" in down.stdout
     assert "Bram: I open the tavern door." in down.stdout  # the story so far is all there
+
+
+def test_dice_and_the_sheet_in_the_terminal(tmp_path):
+    config = write_config(tmp_path)
+    lines = ["/sheet max_hp 20", "/sheet hp 20", "/hp -7", "/inv add rope 2", "/inv remove rope", "/gold +5",
+             "/sheet", "/roll 1d20+2 for luck", "/sheet dex 99", "/roll 1d0", "/quit"]
+    result = play(config, lines, "--player", "Bram")
+    out = result.stdout
+    assert result.returncode == 0 and "Traceback" not in out + result.stderr, result.stderr
+    assert "(Bram takes 7 damage (HP 13/20))" in out and "(Bram gains 2 rope)" in out and "(Bram loses rope)" in out
+    assert "Bram: HP 13/20, AC 10; carries rope; 5 gold" in out
+    assert "🎲 Bram, luck: 1d20 (" in out
+    assert "(the DM cannot do that: dex must be from 1 to 30)" in out and "0-sided die" in out

@@ -86,3 +86,12 @@ def _with_modifiers(text: str, modifiers: Mapping[str, int]) -> str:
         return str(modifiers[key])
     outside = re.split(r"(\[[^\]]*\])", text)
     return "".join(part if part.startswith("[") else _NAME.sub(number, part) for part in outside)
+
+
+def amount(text: str) -> int:
+    """A change typed as -5, +3 or dice (-2d6, 1d8+2): dice are rolled, their sign kept."""
+    text = text.strip()
+    if re.fullmatch(r"[+-]?\d{1,6}", text):
+        return int(text)
+    sign = -1 if text.startswith("-") else 1
+    return sign * roll(text.lstrip("+-")).total

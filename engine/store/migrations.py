@@ -153,6 +153,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX cards_by_campaign ON cards (campaign_id, id);
     """,
+    # 9: character sheets, one per player per campaign (engine/game/sheets.py's JSON).
+    """
+    CREATE TABLE sheets (
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        author_id   INTEGER NOT NULL,
+        data        TEXT    NOT NULL,
+        updated     REAL    NOT NULL,
+        PRIMARY KEY (campaign_id, author_id)
+    );
+    """,
 )
 
 

@@ -1,4 +1,5 @@
-"""The store's tables about the table rather than the story: who plays in the rounds, and story cards.
+"""The store's tables about the table rather than the story: who plays in the rounds, story cards and
+character sheets (stored as their JSON; engine/game/sheets.py reads it).
 
 A mixin of Store (engine/store/campaigns.py), which holds the connection, the lock and the transactions.
 """
@@ -34,6 +35,20 @@ class TableTables:
         rows = await self._rows(  # type: ignore[attr-defined]
             "SELECT author_id, name, joined FROM players WHERE campaign_id = ? ORDER BY updated", (campaign_id,))
         return {author: (name, bool(joined)) for author, name, joined in rows}
+
+    # --- character sheets ---
+    async def sheets(self, campaign_id: int) -> dict[int, str]:
+        """author id -> their sheet's JSON, in the order they were last changed."""
+        rows = await self._rows(  # type: ignore[attr-defined]
+            "SELECT author_id, data FROM sheets WHERE campaign_id = ? ORDER BY updated", (campaign_id,))
+        return {author: data for author, data in rows}
+
+    async def save_sheet(self, campaign_id: int, author_id: int, data: str) -> None:
+        async with self._write() as conn:  # type: ignore[attr-defined]
+            await conn.execute(
+                "INSERT INTO sheets (campaign_id, author_id, data, updated) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (campaign_id, author_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
+                (campaign_id, author_id, data, time.time()))
 
     # --- story cards ---
     async def add_card(self, campaign_id: int, keys: Sequence[str], text: str, written: str) -> Card:

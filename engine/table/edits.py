@@ -2,11 +2,13 @@
 each text is checked once (the limits of engine/table/settings.py) and kept in the model's language."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+from typing import Callable
 
 from engine.errors import BadInput, Unavailable
-from engine.game import Roll
+from engine.game import Roll, Sheet, sheet_from_json
 from engine.memory import MemoryBank
 from engine.records import Action, Campaign, Card, Memory
 from engine.store import Store
@@ -36,6 +38,7 @@ class CampaignEdits:
 
     def __init__(self, store: Store, memory: MemoryBank, settings: NarratorSettings, language: TableLanguage) -> None:
         self.store, self.memory, self.settings, self.language = store, memory, settings, language
+        self._sheet_lock = asyncio.Lock()
 
     # --- campaigns ---
     async def start_campaign(self, channel_id: int, name: str, premise: str,
@@ -106,6 +109,21 @@ class CampaignEdits:
         19]"), so the next narration, a retry and an undo all keep it as it fell."""
         return await self.store.add_action(campaign.id, author_id, author_name.strip() or "Someone",
                                            rolled.story_text(reason))
+
+    async def sheet(self, campaign: Campaign, author_id: int, name: str) -> Sheet | None:
+        """A player's sheet in this campaign; None when they have none yet."""
+        data = (await self.store.sheets(campaign.id)).get(author_id)
+        return sheet_from_json(data) if data is not None else None
+
+    async def change_sheet(self, campaign: Campaign, author_id: int, name: str,
+                           change: Callable[[Sheet], tuple[Sheet, str]]) -> tuple[Sheet, str]:
+        """One change to a player's sheet (a new sheet named after them if they have none), stored only
+        when it fits; one change at a time, so two quick ones never overwrite each other."""
+        async with self._sheet_lock:
+            sheet = await self.sheet(campaign, author_id, name) or Sheet(name=name.strip() or "Someone")
+            changed, said = change(sheet)
+            await self.store.save_sheet(campaign.id, author_id, changed.to_json())
+            return changed, said
 
     async def edit_action(self, message_id: int, text: str) -> tuple[Action | None, str | None]:
         """A pending action's message was edited: the action says what it says now. An edit to nothing

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from engine.errors import BadInput, Unavailable
+from engine.game import sheet_from_json
 from engine.jobs import Job, JobContext
 from engine.memory import MemoryBank, Recalled, turn_queries
 from engine.memory.summaries import Summaries
@@ -100,10 +101,13 @@ class Narrator:
         budget = self.settings.context_tokens - settings.generation.max_new_tokens
         cards = triggered_cards(await self.store.cards(campaign.id), mentions(actions, extra, turns))
 
+        party = [sheet_from_json(data).party_line() for data in (await self.store.sheets(campaign.id)).values()]
+
         def build(recalled: list[Recalled], window: list[Turn]) -> BuiltPrompt:
             return build_prompt(campaign, memories=recalled, turns=window, actions=actions, extra=extra,
                                 render=self.backend.render, count_tokens=self.backend.count_tokens, budget=budget,
-                                action_limit=self.settings.action_max_chars, may_defer=may_defer, cards=cards)
+                                action_limit=self.settings.action_max_chars, may_defer=may_defer, cards=cards,
+                                party=party)
 
         # Recall with what the players do now; the window and recall agree on the turns the prompt holds.
         built = await recall_within_budget(

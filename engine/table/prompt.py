@@ -55,7 +55,7 @@ def _turn_text(turn: Turn) -> str:
 
 def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[Turn],
               actions: Sequence[Action], extra: str, action_limit: int,
-              cards: Sequence[Triggered]) -> tuple[str, str, str]:
+              cards: Sequence[Triggered], party: Sequence[str] = ()) -> tuple[str, str, str]:
     system = INSTRUCTIONS
     if campaign.premise:
         system += f"\n\nThe campaign: {campaign.premise}"
@@ -67,6 +67,8 @@ def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[
     remember = [*pinned, *(t.card.text for t in cards), *recalled]  # cards after facts, before recall
     if remember:
         parts.append("Things to remember:\n" + "\n".join(f"- {line}" for line in remember))
+    if party:  # the characters' sheets as they stand: the state the story must not drift from
+        parts.append("The party:\n" + "\n".join(f"- {line}" for line in party))
     if turns:
         parts.append("The story so far:\n" + "\n\n".join(_turn_text(t) for t in turns))
     now = [_action_line(a, action_limit) for a in actions]
@@ -91,16 +93,16 @@ SHORTEST_ACTION = 40  # characters an action is never shortened below
 def build_prompt(
     campaign: Campaign, *, memories: Sequence[Recalled], turns: Sequence[Turn], actions: Sequence[Action],
     extra: str = "", render: Callable[[Prompt], str], count_tokens: Callable[[str], int], budget: int,
-    action_limit: int = 1000, may_defer: bool = True, cards: Sequence[Triggered] = (),
+    action_limit: int = 1000, may_defer: bool = True, cards: Sequence[Triggered] = (), party: Sequence[str] = (),
 ) -> BuiltPrompt:
     """The fullest prompt within `budget` tokens: story goes first (oldest first), then recalled
-    memories, then story cards (the last mentioned first), then pinned facts.
+    memories, then story cards (the last mentioned first), then pinned facts, then the party's lines.
     With may_defer, the newest actions may be left for the next turn (a retry's are its own)."""
-    turns, memories, actions, cards = list(turns), list(memories), list(actions), list(cards)
+    turns, memories, actions, cards, party = list(turns), list(memories), list(actions), list(cards), list(party)
     while may_defer and len(actions) > 1 and _actions_tokens(actions, action_limit, count_tokens) > ACTION_SHARE * budget:
         actions.pop()  # the newest waits for the next turn: never a table locked by what it wrote
     while True:
-        prompt = Prompt(*_sections(campaign, memories, turns, actions, extra, action_limit, cards))
+        prompt = Prompt(*_sections(campaign, memories, turns, actions, extra, action_limit, cards, party))
         rendered = render(prompt)
         tokens = count_tokens(rendered)
         if tokens <= budget:
@@ -115,6 +117,8 @@ def build_prompt(
             cards.pop()
         elif memories:
             memories.pop()
+        elif party:
+            party.pop()
         elif may_defer and len(actions) > 1:
             actions.pop()
         elif action_limit > SHORTEST_ACTION:  # one action (or the direction) too long for this budget
