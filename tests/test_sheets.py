@@ -76,3 +76,27 @@ def test_a_sheet_exports_and_imports_unchanged_and_bad_json_is_refused():
     for bad in ("not json", "[]", '{"name": "Aria", "dex": 40}', '{"name": "Aria", "inventory": {"rope": -1}}'):
         with pytest.raises(BadInput):
             sheet_from_json(bad)
+
+
+def test_the_party_block_stays_within_the_prompts_budget():
+    from engine.records import Action, Campaign
+    from engine.table.prompt import build_prompt
+
+    campaign = Campaign(id=1, channel_id=1, name="c", premise="A crypt.", style="", language="en", settings={},
+                        active=True, created=0.0)
+    actions = [Action(id=1, campaign_id=1, author_id=1, author_name="Aria", text="I open the door.", created=0.0,
+                      turn_id=None)]
+    party = [aria().party_line(), Sheet(name="Bram").party_line()]
+
+    def count(text: str) -> int:
+        return len(text.split())
+
+    def build(budget: int):
+        return build_prompt(campaign, memories=[], turns=[], actions=actions, render=lambda p: f"{p.system}\n{p.user}",
+                            count_tokens=count, budget=budget, party=party)
+
+    roomy = build(500)
+    assert "The party:\n- Aria (she, elf ranger 3)" in roomy.prompt.user and "- Bram: HP 10/10" in roomy.prompt.user
+    without_bram = count(roomy.rendered) - count("- " + party[1])
+    tight = build(without_bram)
+    assert tight.tokens <= without_bram and "Aria (she" in tight.prompt.user and "Bram: HP" not in tight.prompt.user
