@@ -85,7 +85,7 @@ class TerminalGame:
         """/sheet, /hp, /gold and /inv on the terminal player's sheet (engine/game/sheets.py checks them)."""
         edits, campaign = self.services.edits, self.campaign
         if name == "/sheet" and not rest:
-            sheet = await edits.sheet(campaign, 0, self.player)
+            sheet = await edits.sheet(campaign, 0)
             self.say(sheet.party_line() if sheet else "(no sheet yet: /sheet <field> <value> starts one)")
             return
         if name == "/sheet":

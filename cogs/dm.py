@@ -131,7 +131,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
     async def roll(self, interaction: discord.Interaction, dice: str, reason: str = "", secret: bool = False) -> None:
         name = interaction.user.display_name
         here = await self.services.store.campaign_for_channel(interaction.channel_id or 0)
-        sheet = await self.services.edits.sheet(here, interaction.user.id, name) if here else None
+        sheet = await self.services.edits.sheet(here, interaction.user.id) if here else None
         modifiers = sheet.modifiers() if sheet else None  # "1d20+stealth" reads the roller's sheet
         made: list[Roll] = []  # rolled in the check: a roll that cannot be made is refused privately
         campaign = await begin(interaction, self.services, public=not secret,

@@ -48,7 +48,7 @@ async def change(interaction: discord.Interaction, services: Services, player: d
     that does not fit, an item nobody has) is seen only by who asked; then it is made under the lock."""
     owner = player or interaction.user
     here = await services.store.campaign_for_channel(interaction.channel_id or 0)
-    current = await services.edits.sheet(here, owner.id, owner.display_name) if here else None
+    current = await services.edits.sheet(here, owner.id) if here else None
 
     def check() -> None:
         whose(interaction, services, player)
@@ -68,7 +68,7 @@ class SheetCommands(app_commands.Group):
     async def show(self, interaction: discord.Interaction, player: discord.Member | None = None) -> None:
         campaign = await begin(interaction, self.services)
         owner = player or interaction.user
-        sheet = await self.services.edits.sheet(campaign, owner.id, owner.display_name)
+        sheet = await self.services.edits.sheet(campaign, owner.id)
         await reply(interaction, sheet_text(sheet) if sheet else
                     f"{discord.utils.escape_markdown(owner.display_name)} has no sheet yet: `/dm sheet set` starts one.")
 
@@ -85,7 +85,7 @@ class SheetCommands(app_commands.Group):
     async def export(self, interaction: discord.Interaction, player: discord.Member | None = None) -> None:
         campaign = await begin(interaction, self.services)
         owner = player or interaction.user
-        sheet = await self.services.edits.sheet(campaign, owner.id, owner.display_name)
+        sheet = await self.services.edits.sheet(campaign, owner.id)
         if sheet is None:
             raise BadInput(f"{owner.display_name} has no sheet yet")
         file = discord.File(io.BytesIO(sheet.to_json().encode()), filename=f"sheet-{owner.id}.json")

@@ -4,7 +4,7 @@
 It sits above store/ and jobs/ and below table/, which puts the party and the fight into the prompt.
 """
 
-from engine.game.dice import MAX_CHARS, MAX_DICE, MAX_SIDES, Roll, amount, roll
+from engine.game.dice import Roll, amount, roll
 from engine.game.sheets import Sheet, sheet_from_json
 
-__all__ = ["MAX_CHARS", "MAX_DICE", "MAX_SIDES", "Roll", "Sheet", "amount", "roll", "sheet_from_json"]
+__all__ = ["Roll", "Sheet", "amount", "roll", "sheet_from_json"]

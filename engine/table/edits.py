@@ -110,7 +110,7 @@ class CampaignEdits:
         return await self.store.add_action(campaign.id, author_id, author_name.strip() or "Someone",
                                            rolled.story_text(reason))
 
-    async def sheet(self, campaign: Campaign, author_id: int, name: str) -> Sheet | None:
+    async def sheet(self, campaign: Campaign, author_id: int) -> Sheet | None:
         """A player's sheet in this campaign; None when they have none yet."""
         data = (await self.store.sheets(campaign.id)).get(author_id)
         return sheet_from_json(data) if data is not None else None
@@ -120,7 +120,7 @@ class CampaignEdits:
         """One change to a player's sheet (a new sheet named after them if they have none), stored only
         when it fits; one change at a time, so two quick ones never overwrite each other."""
         async with self._sheet_lock:
-            sheet = await self.sheet(campaign, author_id, name) or Sheet(name=name.strip() or "Someone")
+            sheet = await self.sheet(campaign, author_id) or Sheet(name=name.strip() or "Someone")
             changed, said = change(sheet)
             await self.store.save_sheet(campaign.id, author_id, changed.to_json())
             return changed, said

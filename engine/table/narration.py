@@ -129,6 +129,9 @@ def echo_at(line: str) -> int | None:
     return min(found) if found else None
 
 
+_CLOSING_QUOTE = f"[{re.escape(''.join(QUOTES.values()))}]"
+
+
 def _names(player_names: set[str]) -> str:
     return "|".join(re.escape(n) for n in sorted(player_names, key=len, reverse=True) if n.strip())
 
@@ -142,7 +145,7 @@ def _player_line(sentence: str, bare: str, names: str) -> bool:
     # someone calling her)
     return bare != sentence and bool(
         re.search(rf"\b({names})\b(\s+\w+ly)?\s*,?\s+({_SPEECH})\b", bare)
-        or re.search(rf"[{re.escape(''.join(QUOTES.values()))}]\s*,?\s*({_SPEECH})\s+({names})\b", sentence))
+        or re.search(rf"{_CLOSING_QUOTE}\s*,?\s*({_SPEECH})\s+({names})\b", sentence))
 
 
 def player_line(sentence: str, player_names: set[str]) -> bool:

@@ -79,8 +79,8 @@ class _MinTokens:
     def __init__(self, count: int, eog: list[int]) -> None:
         self.count, self.eog = count, eog
 
-    def __call__(self, ids, logits, prompt_length: int, text: str) -> None:
-        if len(ids) - prompt_length < self.count:
+    def __call__(self, logits, written: int, text: str) -> None:
+        if written < self.count:
             logits[self.eog] = float("-inf")
 
 
@@ -90,7 +90,7 @@ class _KeepVoice:
     def __init__(self, guard: VoiceGuard, voice: Voice) -> None:
         self.guard, self.voice = guard, voice
 
-    def __call__(self, ids, logits, prompt_length: int, text: str) -> None:
+    def __call__(self, logits, written: int, text: str) -> None:
         banned = self.guard.banned(text, self.voice)
         if banned:
             logits[banned] = float("-inf")
@@ -124,6 +124,7 @@ class _Sequence:
         self.generated: list[int] = []
         self.text = ""
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character split across tokens
+        self.pending = -1  # the token drawn last, decoded at the next step
         self.done = False
 
 
@@ -316,9 +317,8 @@ class LlamaCppBackend(TextBackend):
         """The next token of a sequence from the logits at `index` of the last batch, after its processors."""
         if sequence.processors:
             logits = np.ctypeslib.as_array(self.context.get_logits_ith(index), shape=(self.model.n_vocab(),))
-            ids = np.asarray(sequence.prompt + sequence.generated)
-            for processor in sequence.processors:
-                processor(ids, logits, len(sequence.prompt), sequence.text)  # in place: the samplers read them
+            for processor in sequence.processors:  # in place: the samplers read these logits
+                processor(logits, len(sequence.generated), sequence.text)
         return sequence.chain.sample(self.context, index)  # accepts the token too (its penalty history)
 
     def _batch_for(self, size: int):
