@@ -17,6 +17,7 @@ from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
 from cogs.pictures import PICTURES_OFF, PictureDesk
 from cogs.render import StreamTarget, narrate
+from cogs.roll_requests import RollButton
 from cogs.rounds import RoundDesk, round_desk
 from cogs.sheets import InventoryCommands, SheetCommands, change as change_sheet
 from engine.errors import BadInput
@@ -165,6 +166,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         campaign = await begin(interaction, self.services, public=True)
         turn = await self.services.runner.submit(Job(campaign.id, campaign.channel_id, "undo")).result()
         text = f"↩️ Turn {turn.number} was undone; its actions are pending again." if turn else "Nothing to undo yet."
+        if turn and (turn.effects or {}).get("applied"):
+            text += " What it did to the characters was taken back."
         await reply(interaction, text, public=True)
         await self.rounds.keeper.check(campaign.id)  # the undone turn's actions make a round again
 
@@ -277,3 +280,4 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
 async def setup(bot: commands.Bot) -> None:
     """The extension: /dm, over the bot's services and its one RoundDesk."""
     await bot.add_cog(DungeonMaster(bot.services, await round_desk(bot)))  # type: ignore[attr-defined]
+    bot.add_dynamic_items(RollButton)  # the Roll buttons under narrations, after a restart too

@@ -11,6 +11,7 @@ import discord
 
 from cogs.common import MESSAGE_LIMIT, shorten
 from cogs.errors import friendly
+from cogs.roll_requests import effect_lines, requests_message
 from engine.errors import EngineError
 from engine.jobs import JobHandle
 from engine.table import defuse_mentions
@@ -146,4 +147,8 @@ async def narrate(target: StreamTarget, handle: JobHandle, note: str = "") -> No
             raise
         return
     notes = [*result.notes, f"{note} · turn {result.turn.number}" if note else ""]
-    await stream.finish(result.turn.posted, note="\n-# ".join(n for n in notes if n))
+    changes = effect_lines(result.turn)  # what the DM's markers did to the characters, under the story
+    await stream.finish(result.turn.posted + (f"\n\n{changes}" if changes else ""),
+                        note="\n-# ".join(n for n in notes if n))
+    if (asked := requests_message(result.turn)) is not None:  # the rolls the DM asked for, with their buttons
+        await target.show(len(target.messages), asked[0], view=asked[1])

@@ -49,6 +49,7 @@ class Turn:
     actions: tuple[Action, ...]
     created: float
     shown: str | None = None  # the narration as posted, when translated
+    effects: dict | None = None  # what its markers did: engine/game/ledger.py's record, the rolls it asked for
 
     @property
     def posted(self) -> str:

@@ -59,7 +59,7 @@ class ModelStandIn(TextBackend):
     By default every generate call goes to the real model. `script` makes it write that fixed text
     instead, streamed piece by piece through on_token like a model would: it stands in for "the
     model wrote this" where the tiny real model cannot be steered cheaply (5000 characters, exact
-    mentions). `token_delay` slows either kind of output down (seconds per piece, on the worker
+    mentions, the DM's markers); `replies` scripts the next calls one by one. `token_delay` slows either kind of output down (seconds per piece, on the worker
     thread) so timing tests do not depend on how fast this machine is.
     """
 
@@ -68,6 +68,7 @@ class ModelStandIn(TextBackend):
         self.name = model.name
         self.can_batch = model.can_batch
         self.script: str | None = None
+        self.replies: list[str] = []  # scripted replies for the next calls, one each (then `script` again)
         self.token_delay = 0.0
         self.calls: list[list[str]] = []  # the prompts of each generate_batch call
         self._lock = threading.Lock()
@@ -88,7 +89,8 @@ class ModelStandIn(TextBackend):
                 time.sleep(self.token_delay)
             on_token(i, piece)
 
-        script = self.script
+        with self._lock:
+            script = self.replies.pop(0) if self.replies else self.script
         if script is None:
             return self.model.generate_batch(requests, slow_token, should_stop)
         pieces = re.findall(r"\s*\S+", script)
@@ -176,6 +178,17 @@ class World:
     # --- reading the world back ---
     def bot_messages(self, channel: ChannelHandle) -> list[discord.Message]:
         return [m for m in channel.history() if m.author.id == self.env.bot.user.id]
+
+    def sent_texts(self) -> list[str]:
+        """Every text the bot sent or edited into a message so far (interaction replies too)."""
+        texts = []
+        for entry in self.requests:
+            body = getattr(entry, "json", None)
+            body = body if isinstance(body, dict) else {}
+            data = body.get("data") if isinstance(body.get("data"), dict) else body
+            if entry.method in ("POST", "PATCH") and isinstance(data.get("content"), str):
+                texts.append(data["content"])
+        return texts
 
     def all_messages(self) -> list[discord.Message]:
         return [m for channel in self.channels for m in channel.history()]

@@ -133,6 +133,12 @@ class Sheet:
         said += f" (HP {hp}/{self.max_hp}" + (f", {temp} temporary" if temp else "") + ")"
         return changed, said + (f"; {self.name} is down" if hp == 0 else "")
 
+    def item_key(self, item: str) -> str:
+        """How the inventory spells an item ("Arrow" and "arrow" find "arrows"); as given when it has none."""
+        name = " ".join(item.split())
+        key = next((k for k in self.inventory if k.lower() == name.lower()), None)
+        return key or next((k for k in self.inventory if _singular(k) == _singular(name)), name)
+
     def with_item(self, item: str, quantity: int) -> tuple["Sheet", str]:
         """`quantity` more (or, negative, fewer) of an item; the list is never replaced."""
         name = " ".join(item.split())
@@ -140,7 +146,7 @@ class Sheet:
             raise BadInput(f"an item's name takes 1 to {ITEM_MAX_CHARS} characters")
         if quantity == 0 or abs(quantity) > MAX_QUANTITY:
             raise BadInput(f"a quantity is 1 to {MAX_QUANTITY}")
-        key = next((k for k in self.inventory if k.lower() == name.lower()), name)
+        key = self.item_key(name)
         have = self.inventory.get(key, 0)
         if have + quantity < 0:
             raise BadInput(f"{self.name} has {_item(key, have) if have else f'no {name}'}")
@@ -151,6 +157,19 @@ class Sheet:
             raise BadInput(f"a sheet holds at most {MAX_ITEMS} different items")
         verb = "gains" if quantity > 0 else "loses"
         return dataclasses.replace(self, inventory=inventory), f"{self.name} {verb} {_item(key, abs(quantity))}"
+
+    def with_condition(self, condition: str, present: bool) -> tuple["Sheet", str]:
+        """A condition added (poisoned, prone...) or taken away; one that is already so is refused."""
+        name = " ".join(condition.split()).lower()
+        if not name or len(name) > TEXT_MAX_CHARS:
+            raise BadInput(f"a condition's name takes 1 to {TEXT_MAX_CHARS} characters")
+        if (name in self.conditions) == present:
+            raise BadInput(f"{self.name} is {'already' if present else 'not'} {name}")
+        if present and len(self.conditions) >= 20:
+            raise BadInput("a sheet holds at most 20 conditions")
+        conditions = (*self.conditions, name) if present else tuple(c for c in self.conditions if c != name)
+        said = f"{self.name} is {name}" if present else f"{self.name} is no longer {name}"
+        return dataclasses.replace(self, conditions=conditions), said
 
     def with_gold(self, change: int) -> tuple["Sheet", str]:
         gold = self.gold + change
@@ -196,6 +215,11 @@ def _number(key: str, value: str) -> int:
     if not low <= number <= high:
         raise BadInput(f"{key} must be from {low} to {high}")
     return number
+
+
+def _singular(name: str) -> str:
+    name = name.lower()
+    return name[:-2] if name.endswith("es") and name[-3:-2] in "sxz" else name[:-1] if name.endswith("s") else name
 
 
 def _item(name: str, quantity: int) -> str:

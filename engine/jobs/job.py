@@ -90,8 +90,8 @@ class JobHandle:
         self.text += piece
         self._changed.set()
 
-    def reset_text(self) -> None:
-        self.text = ""
+    def reset_text(self, text: str = "") -> None:
+        self.text = text
         self._changed.set()
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:

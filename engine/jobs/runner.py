@@ -31,6 +31,15 @@ class _GenSlot:
     handle: JobHandle
     stream: bool
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    written: str = ""  # the reply so far, as the backend handed it over (on the thread that generates)
+
+    def take(self, piece: str) -> None:
+        self.written += piece
+
+    def should_stop(self) -> bool:
+        """Cancelled, or the request's `until` holds for its reply so far."""
+        until = self.request.until
+        return self.handle.cancel_requested or (until is not None and bool(self.written) and until(self.written))
 
 
 class JobContext:
@@ -48,12 +57,14 @@ class JobContext:
             raise Cancelled("the job was cancelled")
 
     async def generate(self, text: str, settings: GenerationSettings, *, stream: bool = True,
-                       voice: Voice | None = None) -> str:
-        """Generate in a batch with other channels' jobs; streamed text reaches the handle."""
+                       voice: Voice | None = None, until: Callable[[str], bool] | None = None) -> str:
+        """Generate in a batch with other channels' jobs; streamed text reaches the handle. With `until`, the
+        reply ends as soon as until(reply so far) holds."""
         self.check_cancelled()
         if self._runner.guard is not None:
             self._runner.guard.check(text, settings)
-        result = await self._runner.generate_in_batch(_GenSlot(GenRequest(text, settings, voice), self.handle, stream))
+        request = GenRequest(text, settings, voice, until)
+        result = await self._runner.generate_in_batch(_GenSlot(request, self.handle, stream))
         self.check_cancelled()
         return result
 
@@ -61,8 +72,9 @@ class JobContext:
         """What the table is shown of the text as it streams: `view` of it (None: the text itself)."""
         self.handle.view = view
 
-    def restart_stream(self) -> None:
-        self.handle.reset_text()
+    def restart_stream(self, text: str = "") -> None:
+        """The streamed text starts again from `text` (a roll written where the model left its marker)."""
+        self.handle.reset_text(text)
 
     def resolve(self, result: Any) -> None:
         """Answer the submitter now; the handler may go on (a summary) while the channel waits."""
@@ -257,11 +269,12 @@ class Runner:
         loop = asyncio.get_running_loop()
 
         def on_token(i: int, piece: str) -> None:  # worker thread
+            slots[i].take(piece)
             if slots[i].stream:
                 loop.call_soon_threadsafe(slots[i].handle.append, piece)
 
         def should_stop(i: int) -> bool:  # worker thread; reading a bool is safe
-            return slots[i].handle.cancel_requested
+            return slots[i].should_stop()
 
         requests = [s.request for s in slots]
         try:
@@ -282,12 +295,12 @@ class Runner:
 
     async def _stream(self, backend: TextBackend, slot: _GenSlot) -> None:
         def on_piece(piece: str) -> None:
+            slot.take(piece)
             if slot.stream:
                 slot.handle.append(piece)
 
         try:
-            text = await asyncio.wait_for(
-                backend.stream(slot.request, on_piece, lambda: slot.handle.cancel_requested), self._timeout)
+            text = await asyncio.wait_for(backend.stream(slot.request, on_piece, slot.should_stop), self._timeout)
         except asyncio.TimeoutError:
             text, error = None, Unavailable(f"the model server did not finish within {self._timeout:.0f} s")
         except Exception as exc:  # fails exactly this job

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
 
 import aiosqlite
 
@@ -24,11 +25,16 @@ from engine.records import Action, Campaign, Memory, NewMemory, Turn, campaign_f
 from engine.store.players import TableTables
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 _CAMPAIGN_COLUMNS = "id, channel_id, name, premise, style, language, settings, active, created"
 _ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id, original"
-_TURN_COLUMNS = "id, campaign_id, number, narration, created, shown"
+_TURN_COLUMNS = "id, campaign_id, number, narration, created, shown, effects"
+# Settle a turn's markers on the sheets: (the sheets' JSON by author, the turn's effects before: None for a new
+# turn) -> (the sheets it changed, the turn's effects now). Called inside the save's transaction.
+Settle = Callable[[dict[int, str], "dict | None"], tuple[dict[int, str], dict]]
+Revert = Callable[[dict[int, str], "dict | None"], dict[int, str]]
 
 
 def _json(value: dict | None) -> str | None:
@@ -207,12 +213,22 @@ class Store(MemoryTables, TableTables):
                 f"SELECT {_ACTION_COLUMNS} FROM actions WHERE turn_id IN {IDS} ORDER BY id",
                 (json.dumps(list(actions)),)):
             actions[row[6]].append(Action(*row))
-        return [Turn(*row[:4], tuple(actions[row[0]]), row[4], row[5]) for row in rows]
+        return [Turn(*row[:4], tuple(actions[row[0]]), row[4], row[5], None if row[6] is None else json.loads(row[6]))
+                for row in rows]
+
+    async def _settle(self, conn: aiosqlite.Connection, turn: Turn, settle: Settle | None) -> Turn:
+        """The turn's markers applied to the sheets in the same transaction as the turn itself."""
+        if settle is None:
+            return turn
+        changed, effects = settle(await self._sheets_in(conn, turn.campaign_id), turn.effects)
+        await self._save_sheets(conn, turn.campaign_id, changed)
+        await conn.execute("UPDATE turns SET effects = ? WHERE id = ?", (_json(effects), turn.id))
+        return dataclasses.replace(turn, effects=effects)
 
     async def commit_turn(self, campaign_id: int, action_ids: Sequence[int], narration: str,
                           memories: Sequence[NewMemory] = (), shown: str | None = None,
-                          context: dict | None = None) -> tuple[Turn, list[Memory]]:
-        """Insert the next turn, consume its pending actions and add its memories, atomically.
+                          context: dict | None = None, settle: Settle | None = None) -> tuple[Turn, list[Memory]]:
+        """Insert the next turn, consume its pending actions, add its memories and apply its markers, atomically.
 
         Memories without a turn range get this turn's number; `context` is what its prompt held
         from memory. If any action is no longer pending in this campaign, nothing is saved and
@@ -231,19 +247,23 @@ class Store(MemoryTables, TableTables):
             if cursor.rowcount != len(ids):
                 raise BadInput("some of these actions are not pending any more; turn not saved")
             (turn,) = await self._turns(conn, "id = ?", (turn_id,))
+            turn = await self._settle(conn, turn, settle)
             added = await self._insert_memories(conn, campaign_id, memories, turn.number)
         self._memories_changed(campaign_id, added)
         return turn, added
 
     async def replace_narration(self, turn_id: int, narration: str, memories: Sequence[NewMemory] = (),
-                                shown: str | None = None, context: dict | None = None) -> tuple[Turn, list[Memory]]:
-        """For a retry: new narration, and this turn's own exact memories swapped for new ones."""
+                                shown: str | None = None, context: dict | None = None,
+                                settle: Settle | None = None) -> tuple[Turn, list[Memory]]:
+        """For a retry: new narration, this turn's own exact memories swapped for new ones, its markers' effects
+        taken back and the new ones applied (`settle` gets the old effects)."""
         async with self._write() as conn:
             cursor = await conn.execute("UPDATE turns SET narration = ?, shown = ?, context = ? WHERE id = ?",
                                         (narration, shown, _json(context), turn_id))
             if cursor.rowcount == 0:
                 raise BadInput(f"there is no turn {turn_id}")
             (turn,) = await self._turns(conn, "id = ?", (turn_id,))
+            turn = await self._settle(conn, turn, settle)
             removed = await self._delete_memories(
                 conn, "campaign_id = ? AND kind = 'exact' AND turn_from = ? AND turn_to = ?",
                 (turn.campaign_id, turn.number, turn.number))
@@ -278,8 +298,9 @@ class Store(MemoryTables, TableTables):
         turns = await self.recent_turns(campaign_id, 1)
         return turns[0] if turns else None
 
-    async def undo_last_turn(self, campaign_id: int) -> Turn | None:
-        """Remove the last turn: its actions are pending again; unpinned memories reaching it go."""
+    async def undo_last_turn(self, campaign_id: int, revert: Revert | None = None) -> Turn | None:
+        """Remove the last turn: its actions are pending again; unpinned memories reaching it go; `revert` takes
+        its markers' effects off the sheets."""
         async with self._write() as conn:
             turns = await self._turns(
                 conn, "campaign_id = ? AND number = (SELECT MAX(number) FROM turns"
@@ -287,6 +308,9 @@ class Store(MemoryTables, TableTables):
             if not turns:
                 return None
             turn = turns[0]
+            if revert is not None and turn.effects:
+                changed = revert(await self._sheets_in(conn, campaign_id), turn.effects)
+                await self._save_sheets(conn, campaign_id, changed)
             await conn.execute("UPDATE actions SET turn_id = NULL WHERE turn_id = ?", (turn.id,))
             await conn.execute("DELETE FROM turns WHERE id = ?", (turn.id,))
             removed = await self._delete_memories(
@@ -295,6 +319,34 @@ class Store(MemoryTables, TableTables):
                                (turn.number - 1, campaign_id))
         self._memories_changed(campaign_id, (), removed)
         return turn
+
+    async def answer_request(self, campaign_id: int, turn_id: int, index: int, author_id: int, author_name: str,
+                             make: Callable[[dict], tuple[str, T]]) -> tuple[dict, T]:
+        """A roll the DM asked for in the last turn, made by its player: `make(request)` rolls it and gives the
+        action's text ("[rolled ...]"), which joins their pending actions; the request is marked rolled, all in
+        one transaction. BadInput (nothing stored) when the turn is no longer the last, the roll is someone
+        else's or was made already."""
+        async with self._write() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT id, effects FROM turns WHERE campaign_id = ? ORDER BY number DESC LIMIT 1", (campaign_id,))
+            if not rows or rows[0][0] != turn_id:
+                raise BadInput("that roll was asked for at an earlier moment of the story (or its turn was undone)")
+            effects = json.loads(rows[0][1] or "{}")
+            requests = effects.get("requests", [])
+            if index >= len(requests):
+                raise BadInput("that turn was retold; its rolls changed")
+            request = requests[index]
+            if request["author"] != author_id:
+                raise BadInput(f"this roll is {request['name']}'s to make")
+            if "rolled" in request:
+                raise BadInput(f"{request['name']} has made this roll already")
+            text, made = make(request)
+            await conn.execute(
+                "INSERT INTO actions (campaign_id, author_id, author_name, text, created) VALUES (?, ?, ?, ?, ?)",
+                (campaign_id, author_id, author_name, text, time.time()))
+            request["rolled"] = text
+            await conn.execute("UPDATE turns SET effects = ? WHERE id = ?", (json.dumps(effects), turn_id))
+        return request, made
 
     # --- looks: appearance notes per named character, for pictures ---
     async def set_look(self, campaign_id: int, name: str, description: str) -> None:

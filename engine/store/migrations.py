@@ -163,6 +163,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (campaign_id, author_id)
     );
     """,
+    # 10: what a turn's markers did (engine/game/ledger.py's record, and the rolls the DM asked for), so undo
+    # and retry take it back; a secret roll is shown to its roller and the admins only.
+    """
+    ALTER TABLE turns ADD COLUMN effects TEXT;
+    ALTER TABLE actions ADD COLUMN secret INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
+
+import aiosqlite
 
 from engine.records import Card
 
+T = TypeVar("T", bound=tuple)
 _CARD_COLUMNS = "id, campaign_id, keys, text, written, created"
 
 
@@ -45,10 +48,27 @@ class TableTables:
 
     async def save_sheet(self, campaign_id: int, author_id: int, data: str) -> None:
         async with self._write() as conn:  # type: ignore[attr-defined]
-            await conn.execute(
-                "INSERT INTO sheets (campaign_id, author_id, data, updated) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (campaign_id, author_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
-                (campaign_id, author_id, data, time.time()))
+            await self._save_sheets(conn, campaign_id, {author_id: data})
+
+    async def change_sheet(self, campaign_id: int, author_id: int, change: Callable[[str | None], T]) -> T:
+        """Read a sheet and store `change(its JSON or None)`'s new JSON (the first of what it returns) in one
+        transaction: a turn's markers saved meanwhile are never overwritten. What `change` raises stores nothing."""
+        async with self._write() as conn:  # type: ignore[attr-defined]
+            result = change((await self._sheets_in(conn, campaign_id)).get(author_id))
+            await self._save_sheets(conn, campaign_id, {author_id: result[0]})
+        return result
+
+    @staticmethod
+    async def _sheets_in(conn: aiosqlite.Connection, campaign_id: int) -> dict[int, str]:
+        rows = await conn.execute_fetchall("SELECT author_id, data FROM sheets WHERE campaign_id = ?", (campaign_id,))
+        return {author: data for author, data in rows}
+
+    @staticmethod
+    async def _save_sheets(conn: aiosqlite.Connection, campaign_id: int, sheets: dict[int, str]) -> None:
+        await conn.executemany(
+            "INSERT INTO sheets (campaign_id, author_id, data, updated) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (campaign_id, author_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
+            [(campaign_id, author, data, time.time()) for author, data in sheets.items()])
 
     # --- story cards ---
     async def add_card(self, campaign_id: int, keys: Sequence[str], text: str, written: str) -> Card:

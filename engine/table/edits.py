@@ -2,13 +2,12 @@
 each text is checked once (the limits of engine/table/settings.py) and kept in the model's language."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from typing import Callable
 
 from engine.errors import BadInput, Unavailable
-from engine.game import Roll, Sheet, sheet_from_json
+from engine.game import Roll, Sheet, roll, sheet_from_json
 from engine.memory import MemoryBank
 from engine.records import Action, Campaign, Card, Memory
 from engine.store import Store
@@ -38,7 +37,6 @@ class CampaignEdits:
 
     def __init__(self, store: Store, memory: MemoryBank, settings: NarratorSettings, language: TableLanguage) -> None:
         self.store, self.memory, self.settings, self.language = store, memory, settings, language
-        self._sheet_lock = asyncio.Lock()
 
     # --- campaigns ---
     async def start_campaign(self, channel_id: int, name: str, premise: str,
@@ -110,6 +108,19 @@ class CampaignEdits:
         return await self.store.add_action(campaign.id, author_id, author_name.strip() or "Someone",
                                            rolled.story_text(reason))
 
+    async def answer_roll(self, campaign: Campaign, turn_id: int, index: int, author_id: int,
+                          author_name: str) -> tuple[dict, Roll]:
+        """A roll the DM asked a player for (a marker of the last turn), made now with their sheet's modifiers;
+        it joins their pending actions like /dm roll. BadInput when it is not theirs, made already or stale."""
+        sheet = await self.sheet(campaign, author_id)
+
+        def make(request: dict) -> tuple[str, Roll]:
+            rolled = roll(request["expression"], sheet.modifiers() if sheet else None, reason=request["reason"])
+            return rolled.story_text(request["reason"]), rolled
+
+        return await self.store.answer_request(campaign.id, turn_id, index, author_id, author_name.strip() or "Someone",
+                                               make)
+
     async def sheet(self, campaign: Campaign, author_id: int) -> Sheet | None:
         """A player's sheet in this campaign; None when they have none yet."""
         data = (await self.store.sheets(campaign.id)).get(author_id)
@@ -118,12 +129,14 @@ class CampaignEdits:
     async def change_sheet(self, campaign: Campaign, author_id: int, name: str,
                            change: Callable[[Sheet], tuple[Sheet, str]]) -> tuple[Sheet, str]:
         """One change to a player's sheet (a new sheet named after them if they have none), stored only
-        when it fits; one change at a time, so two quick ones never overwrite each other."""
-        async with self._sheet_lock:
-            sheet = await self.sheet(campaign, author_id) or Sheet(name=name.strip() or "Someone")
-            changed, said = change(sheet)
-            await self.store.save_sheet(campaign.id, author_id, changed.to_json())
-            return changed, said
+        when it fits; read and written in one transaction, so neither another change nor a turn's markers
+        saved meanwhile are ever overwritten."""
+        def changed(data: str | None) -> tuple[str, Sheet, str]:
+            sheet, said = change(sheet_from_json(data) if data is not None else Sheet(name=name.strip() or "Someone"))
+            return sheet.to_json(), sheet, said
+
+        _, sheet, said = await self.store.change_sheet(campaign.id, author_id, changed)
+        return sheet, said
 
     async def edit_action(self, message_id: int, text: str) -> tuple[Action | None, str | None]:
         """A pending action's message was edited: the action says what it says now. An edit to nothing

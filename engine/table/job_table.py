@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from engine.errors import BadInput
+from engine.game.ledger import revert
 from engine.jobs import Job, JobContext
 from engine.jobs.job import JOB_KINDS
 from engine.jobs.runner import Handler
@@ -35,7 +36,8 @@ class JobTable:
         return await handler(job, ctx)
 
     async def _undo(self, job: Job, ctx: JobContext) -> Any:
-        return await self.store.undo_last_turn((await running_campaign(self.store, job.campaign_id)).id)
+        campaign = await running_campaign(self.store, job.campaign_id)
+        return await self.store.undo_last_turn(campaign.id, revert=revert)  # what its markers did is taken back
 
     async def _summary(self, job: Job, ctx: JobContext) -> str | None:
         campaign = await running_campaign(self.store, job.campaign_id)

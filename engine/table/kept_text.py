@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from engine.table.narration import _LIST_MARK, _faults, echo_at, _names, _outside, defuse_mentions, visible, whole_sentences
+from engine.game.markers import hidden
 from engine.text import SENTENCE_END
 
 _LIST_NUMBER = re.compile(r"\n\s*\d+[.)]\s*$")  # a list's next number, alone on the last line
@@ -85,7 +86,8 @@ def posted_narration(text: str, player_names: set[str]) -> str:
 
 
 def stream_view(player_names: set[str]):
-    """What the table is shown of a narration still being written: the same cleaning, its finished part."""
+    """What the table is shown of a narration still being written: the same cleaning, its finished part, and
+    never a marker (engine/game/markers.py), not even the start of one."""
     async def view(text: str) -> str:
-        return kept(text, player_names, final=False)
+        return kept(hidden(text), player_names, final=False)  # no marker, nor the start of one
     return view

@@ -2,12 +2,18 @@
 out -> commit -> summarise. It calls; each step lives in a room of its own."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Sequence
 
 from engine.errors import BadInput, Unavailable
 from engine.game import sheet_from_json
+from engine.game.ledger import Party
+from engine.game.markers import ends_with_roll, last_roll
+from engine.generation import GenerationSettings
+from engine.table.turn_markers import MAX_ROLLS_A_TURN, Narration, npc_rolls
+
 from engine.jobs import Job, JobContext
 from engine.memory import MemoryBank, Recalled, turn_queries
 from engine.memory.summaries import Summaries
@@ -17,13 +23,14 @@ from engine.table.cards import mentions, triggered_cards
 from engine.table.context import PromptMemory, recall_within_budget
 from engine.table.edits import running_campaign
 from engine.table.languages import TableLanguage, TurnLanguage
-from engine.table.kept_text import posted_narration, stream_view
+from engine.table.kept_text import stream_view
 from engine.table.prompt import BuiltPrompt, build_prompt
 from engine.table.settings import CampaignSettings, NarratorSettings, campaign_settings
 from engine.textgen.base import TextBackend
 from engine.textgen.voice import Voice
 
 log = logging.getLogger(__name__)
+MIN_GOING_ON_TOKENS = 8  # after a roll, fewer tokens left than this: the narration ends with it
 
 
 @dataclass(frozen=True)
@@ -62,10 +69,10 @@ class Narrator:
         if len(used) < len(actions):
             notes.append(f"{len(actions) - len(used)} newer action(s) did not fit in this turn; "
                          "they wait for the next one")
-        shown = await language.narration_out(narration, notes)
-        entries = await self.memory.turn_entries(used, narration)
-        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in used], narration, entries, shown,
-                                               remembered.to_dict())
+        shown = await language.narration_out(narration.text, notes)
+        entries = await self.memory.turn_entries(used, narration.text)
+        turn, _ = await self.store.commit_turn(campaign.id, [a.id for a in used], narration.text, entries, shown,
+                                               remembered.to_dict(), settle=narration.settle)
         result = self._result(turn, built, remembered, notes)
         ctx.resolve(result)  # players see the turn now; the summary below still holds the channel
         await self.summaries.summarise(campaign, ctx, every=self.campaign_settings(campaign).summarize_every,
@@ -82,9 +89,10 @@ class Narrator:
         narration, built, remembered = await self._narrate(campaign, turns[-self.settings.recent_turns:],
                                                            last.actions, "", ctx, language, may_defer=False)
         notes: list[str] = []
-        shown = await language.narration_out(narration, notes)
-        entries = await self.memory.turn_entries(last.actions, narration)
-        turn, _ = await self.store.replace_narration(last.id, narration, entries, shown, remembered.to_dict())
+        shown = await language.narration_out(narration.text, notes)
+        entries = await self.memory.turn_entries(last.actions, narration.text)
+        turn, _ = await self.store.replace_narration(last.id, narration.text, entries, shown, remembered.to_dict(),
+                                                     settle=narration.settle)  # the old markers' effects go
         return self._result(turn, built, remembered, notes)
 
     async def _language(self, campaign: Campaign, ctx: JobContext) -> TurnLanguage:
@@ -96,12 +104,12 @@ class Narrator:
 
     async def _narrate(self, campaign: Campaign, turns: Sequence[Turn], actions: Sequence[Action], extra: str,
                        ctx: JobContext, language: TurnLanguage,
-                       may_defer: bool = True) -> tuple[str, BuiltPrompt, PromptMemory]:
+                       may_defer: bool = True) -> tuple[Narration, BuiltPrompt, PromptMemory]:
         settings = self.campaign_settings(campaign)
         budget = self.settings.context_tokens - settings.generation.max_new_tokens
         cards = triggered_cards(await self.store.cards(campaign.id), mentions(actions, extra, turns))
-
-        party = [sheet_from_json(data).party_line() for data in (await self.store.sheets(campaign.id)).values()]
+        sheets = {author: sheet_from_json(data) for author, data in (await self.store.sheets(campaign.id)).items()}
+        party = [sheet.party_line() for sheet in sheets.values()]
 
         def build(recalled: list[Recalled], window: list[Turn]) -> BuiltPrompt:
             return build_prompt(campaign, memories=recalled, turns=window, actions=actions, extra=extra,
@@ -114,15 +122,43 @@ class Narrator:
             self.memory, campaign.id, turn_queries(actions, extra, turns, self.memory.chunk), turns,
             top_k=self.settings.top_k, min_score=self.settings.min_score, build=build)
         # Everyone who plays: this turn's and recent turns' authors, and the table's roster (/dm join)
-        names = {a.author_name for a in actions} | {a.author_name for t in turns for a in t.actions}
-        names |= {name for name, _ in (await self.store.players(campaign.id)).values()}
-        # The table reads what the story keeps, as it streams (then translated): never a sentence taken back.
+        authors = {a.author_id: a.author_name for t in turns for a in t.actions} | {a.author_id: a.author_name for a in actions}
+        authors |= {author: name for author, (name, _) in (await self.store.players(campaign.id)).items()}
+        names = set(authors.values())
+        # The table reads what the story keeps, as it streams (then translated): never a sentence taken back,
+        # never a marker.
         ctx.show_through(language.streamed(stream_view(names)))
         voice = Voice(tuple(sorted(names)))  # drawn in the DM's voice where the backend can steer it
-        narration = posted_narration(await ctx.generate(built.rendered, settings.generation, voice=voice), names)
-        if not narration and settings.generation.do_sample:  # it only played the players: one more draw
+        table = Party(sheets, authors)
+        reply = await self._draw(ctx, built.rendered, settings.generation, voice, table)
+        narration = Narration.of(reply, names, table)
+        if not narration.text and settings.generation.do_sample:  # it only played the players: one more draw
             ctx.restart_stream()
-            narration = posted_narration(await ctx.generate(built.rendered, settings.generation, voice=voice), names)
-        if not narration:
+            narration = Narration.of(await self._draw(ctx, built.rendered, settings.generation, voice, table), names, table)
+        if not narration.text:
             raise Unavailable("the model wrote nothing this time; try /dm continue again")
         return narration, built, PromptMemory.of(built, turns, budget)
+
+    async def _draw(self, ctx: JobContext, rendered: str, settings: GenerationSettings, voice: Voice,
+                    party: Party) -> str:
+        """The model's reply, stopped at each roll marker it writes: anyone's but a player's is rolled at once and
+        written in its place, and the model goes on from there with the result before it; a player's roll
+        ends the narration (the table rolls it with a button)."""
+        written, left = "", settings.max_new_tokens
+        for stops in range(MAX_ROLLS_A_TURN + 1):
+            prompt = self.backend.extend(rendered, written)
+            room = min(left, self.settings.context_tokens - self.backend.count_tokens(prompt))
+            if written and room < MIN_GOING_ON_TOKENS:
+                break
+            step = dataclasses.replace(settings, max_new_tokens=max(1, room),
+                                       min_new_tokens=min(settings.min_new_tokens, max(1, room)))
+            piece = await ctx.generate(prompt, step, voice=voice,
+                                       until=ends_with_roll if stops < MAX_ROLLS_A_TURN else None)
+            left -= self.backend.count_tokens(piece)
+            written += piece
+            asked = last_roll(written)
+            if asked is None or party.find(asked[1].who) is not None:
+                break  # the reply ended, or a player is asked to roll: the narration ends with the asking
+            written = npc_rolls(written, party)
+            ctx.restart_stream(written)  # the table sees the roll where the marker was
+        return written

@@ -16,6 +16,7 @@ from engine.errors import BadInput
 from engine.memory import Recalled
 from engine.records import Action, Campaign, Turn
 from engine.game.dice import ROLLED, ROLLS_RULE
+from engine.game.markers import MARKERS_RULE
 from engine.textgen.base import Prompt
 
 INSTRUCTIONS = (
@@ -79,6 +80,8 @@ def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[
         parts.append(f"Author's note: {note}")
     if any(ROLLED in a.text for a in actions):  # the dice fell already: the model narrates them, never re-rolls
         system += f"\n{ROLLS_RULE}"
+    if party:  # characters with sheets: the DM asks for rolls and changes them with markers
+        system += f"\n{MARKERS_RULE}"
     parts.append("What the players do now:\n" + ("\n".join(now) if now else "(nothing: the story moves on)"))
     user = "\n\n".join(parts) + "\n\nNarrate what happens next."
     # The GPT-2 family continues text rather than following instructions: give it a script to extend.

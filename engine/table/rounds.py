@@ -3,7 +3,7 @@ out after its first action (off by default, per campaign: `rounds`, `round_timeo
 
 Active players are those who wrote an action within the campaign's last `round_window` turns, those
 who joined with /dm join, and whoever has an action pending now; never those who stepped away with
-/dm leave. The keeper holds no Discord: it is told when actions and turns happen, and calls back to
+/dm leave. A roll the DM asked for (a marker in the last turn) is waited for until its player makes it. The keeper holds no Discord: it is told when actions and turns happen, and calls back to
 narrate a turn and to show who the round waits for. A round being narrated takes no new actions:
 they stay pending and open the next round once the narration is done.
 """
@@ -72,7 +72,11 @@ async def round_state(store: Store, campaign: Campaign, window: int) -> RoundSta
     acted: dict[int, str] = {}
     for action in await store.pending_actions(campaign.id):
         acted.setdefault(action.author_id, action.author_name)
-    waiting = tuple(name for author, name in active.items() if author not in acted)
+    # The rolls the DM asked for in the last turn wait for their players, whatever else they did.
+    asked = {r["author"]: r["name"] for r in ((turns[-1].effects or {}).get("requests", []) if turns else [])
+             if "rolled" not in r}
+    waiting = tuple(name for author, name in active.items() if author not in acted and author not in asked)
+    waiting += tuple(f"{name}'s roll" for name in asked.values())
     return RoundState((turns[-1].number if turns else 0) + 1, tuple(acted.values()), waiting)
 
 

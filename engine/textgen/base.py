@@ -27,6 +27,9 @@ class GenRequest:
     text: str  # already rendered for this backend
     settings: GenerationSettings
     voice: Voice | None = None  # a narration: kept in the DM's voice as it is drawn (where the backend can)
+    # Generation ends once this holds for the reply so far (a roll marker just written); the runner asks it
+    # after each piece, so every backend that streams honours it.
+    until: Callable[[str], bool] | None = None
 
 
 class TextBackend:
@@ -47,6 +50,10 @@ class TextBackend:
 
     def count_tokens(self, text: str) -> int:
         raise NotImplementedError
+
+    def extend(self, rendered: str, written: str) -> str:
+        """The prompt to go on from a reply written so far (after a roll made in its place)."""
+        return rendered + written
 
     def generate_batch(
         self, requests: Sequence[GenRequest], on_token: TokenSink, should_stop: StopCheck

@@ -111,6 +111,15 @@ class OpenAIBackend(TextBackend):
         return json.dumps([{"role": "system", "content": strip_markers(prompt.system)},
                            {"role": "user", "content": strip_markers(prompt.user)}], ensure_ascii=False)
 
+    def extend(self, rendered: str, written: str) -> str:
+        """Chat: the reply so far as the assistant's message and a request to go on (a chat server starts a
+        new message; there is no standard way to continue one); completions: the text itself goes on."""
+        if not self.is_chat:
+            return rendered + written
+        return json.dumps([*json.loads(rendered), {"role": "assistant", "content": written},
+                           {"role": "user", "content": "Go on from exactly where you stopped, without repeating it."}],
+                          ensure_ascii=False)
+
     def count_tokens(self, text: str) -> int:
         if self.is_chat and text.startswith("["):
             try:
