@@ -21,6 +21,7 @@ HELP = """Commands:
   (any text)      your character's action; the DM narrates what happens
   /continue [x]   let the DM go on (optionally with a direction for the DM)
   /roll <dice> [for <reason>]   roll dice (1d20+5, 4d6kh3, 1d20 adv); the DM narrates the result next turn
+  /roll           make the roll the DM asked you for
   /sheet [<field> <value>]      show your character sheet, or set a field (hp, max_hp, ac, dex, skills...)
   /hp <change>    -5, +3 or dice such as -2d6;  /gold <change>;  /inv add|remove <item> [quantity]
   /retry          narrate the last turn anew
@@ -72,6 +73,12 @@ class TerminalGame:
                 self.out.write(posted[len(shown):])
             elif posted.strip() != shown.strip():  # the stream showed the model's raw words
                 self.out.write(f"\n\n(kept in the story as:)\n{posted}")
+            effects = result.turn.effects or {}
+            for line in effects.get("lines", []):  # what the DM's markers did to the characters
+                self.say(f"\n📜 {line}")
+            for request in effects.get("requests", []):
+                why = f" for {request['reason']}" if request["reason"] else ""
+                self.say(f"\n🎲 {request['name']}, roll {request['expression']}{why}: type /roll")
             for note in result.notes:
                 self.say(f"\n({note})")
         if kind == "summary":
@@ -111,6 +118,18 @@ class TerminalGame:
         _, said = await edits.change_sheet(campaign, 0, self.player, how)
         self.say(f"({said})")
 
+    async def asked_roll(self) -> None:
+        """/roll alone makes the roll the DM asked the player for in the last turn."""
+        turn = await self.services.store.last_turn(self.campaign.id)
+        requests = (turn.effects or {}).get("requests", []) if turn else []
+        open_ = [i for i, r in enumerate(requests) if r["author"] == 0 and "rolled" not in r]
+        if not open_:
+            self.say("(the DM asked for no roll: /roll <dice> [for <reason>], e.g. /roll 1d20+5 for stealth)")
+            return
+        request, rolled = await self.services.edits.answer_roll(self.campaign, turn.id, open_[0], 0, self.player)
+        why = f", {request['reason']}" if request["reason"] else ""
+        self.say(f"🎲 {self.player}{why}: {rolled.shown}")
+
     async def command(self, line: str) -> bool:
         """Handle one input line; False means quit."""
         name, _, rest = line.partition(" ")
@@ -122,6 +141,8 @@ class TerminalGame:
             await self.run_job("turn")
         elif name == "/quit":
             return False
+        elif name == "/roll" and not rest.strip():  # the roll the DM asked for
+            await self.asked_roll()
         elif name == "/roll":
             dice, _, reason = rest.partition(" for ")
             rolled = roll_dice(dice, reason=reason)

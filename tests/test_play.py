@@ -122,3 +122,31 @@ def test_dice_and_the_sheet_in_the_terminal(tmp_path):
     assert "Bram: HP 13/20, AC 10; carries rope; 5 gold" in out
     assert "🎲 Bram, luck: 1d20 (" in out
     assert "(the DM cannot do that: dex must be from 1 to 30)" in out and "0-sided die" in out
+
+
+def test_the_dms_markers_in_the_terminal(tmp_path):
+    """A model server that writes markers: the damage applied and shown, the roll asked and made with /roll,
+    and no raw marker printed."""
+    from openai_server import OpenAIServer
+    from sd_server import ServerThread
+
+    thread = ServerThread(OpenAIServer(
+        words="The wolf bites you. [[hp Bram -3]] Roll to calm it. [[roll 1d20+2 animal handling for Bram]]".split()))
+    server = thread.start()
+    try:
+        config = write_config(tmp_path, f'backend = "openai"\nmodel = "smollm2:135m"\nbase_url = "{server.url}/v1"\n')
+        text = open(config).read().replace("max_new_tokens = 8", "max_new_tokens = 60")
+        with open(config, "w") as file:
+            file.write(text)
+        result = play(config, ["/sheet max_hp 20", "/sheet hp 20", "I calm the wolf.", "/roll", "/roll", "/sheet",
+                               "/quit"], "--player", "Bram")
+    finally:
+        thread.stop()
+    out = result.stdout
+    assert result.returncode == 0 and "Traceback" not in out + result.stderr, result.stderr
+    assert "DM: The wolf bites you. Roll to calm it." in out and "[[" not in out and "]]" not in out
+    assert "📜 Bram takes 3 damage (HP 17/20)" in out
+    assert "🎲 Bram, roll 1d20+2 for animal handling: type /roll" in out
+    assert re.search(r"🎲 Bram, animal handling: 1d20 \((\*\*)?\d+(\*\*)?\) \+ 2 = `\d+`", out), out
+    assert "(the DM asked for no roll: /roll <dice>" in out  # the second /roll: it was made
+    assert "Bram: HP 17/20, AC 10" in out
