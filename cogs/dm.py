@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.services import Services
 from cogs.cards import CardCommands
-from cogs.common import acknowledge, begin, campaign_here, reply, require_admin, shorten
+from cogs.common import acknowledge, begin, campaign_here, is_admin, reply, require_admin, shorten, whole_lines
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
 from cogs.pictures import PICTURES_OFF, PictureDesk
@@ -128,7 +128,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
 
     @app_commands.command(description="Roll dice: 1d20+5, 4d6kh3, 2d20kl1, 8d6 [fire], 1d20+5 adv")
     @app_commands.describe(dice="The dice, e.g. 1d20+5, 4d6kh3 or 1d20 adv", reason="What for, e.g. Stealth",
-                           secret="Only you see the dice (the DM still narrates the result)")
+                           secret="Only you and the admins see the dice (/dm rolls); the DM still narrates the result")
     async def roll(self, interaction: discord.Interaction, dice: str, reason: str = "", secret: bool = False) -> None:
         name = interaction.user.display_name
         here = await self.services.store.campaign_for_channel(interaction.channel_id or 0)
@@ -137,11 +137,25 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         made: list[Roll] = []  # rolled in the check: a roll that cannot be made is refused privately
         campaign = await begin(interaction, self.services, public=not secret,
                                check=lambda: made.append(roll_dice(dice, modifiers, reason=reason)))
-        await self.services.edits.add_roll(campaign, interaction.user.id, name, made[0], reason)
+        await self.services.edits.add_roll(campaign, interaction.user.id, name, made[0], reason, secret=secret)
         why = f", {discord.utils.escape_markdown(' '.join(reason.split()))}" if reason.strip() else ""
         await reply(interaction, shorten(f"🎲 {discord.utils.escape_markdown(name)}{why}: {made[0].shown}"),
                     public=not secret)
         await self.rounds.keeper.check(campaign.id)  # a roll is an action: the round may be complete
+
+    @app_commands.command(description="The latest rolls here; admins see secret ones too")
+    async def rolls(self, interaction: discord.Interaction) -> None:
+        campaign = await begin(interaction, self.services)  # the answer is private: secret dice stay secret
+        admin = is_admin(interaction, self.services.config.discord.admin_role)
+        lines = []
+        for action in await self.services.store.recent_rolls(campaign.id):
+            who = discord.utils.escape_markdown(action.author_name)
+            shown = discord.utils.escape_markdown(action.text.removeprefix("[rolled ").removesuffix("]"))
+            if action.secret and not admin and action.author_id != interaction.user.id:
+                lines.append(f"🤫 {who} rolled in secret")
+            else:
+                lines.append(f"🎲 {who}: {shown}" + (" 🤫" if action.secret else ""))
+        await reply(interaction, whole_lines("\n".join(lines)) if lines else "No rolls yet in this campaign.")
 
     @app_commands.command(description="Change your character's HP: -5, +3, or dice such as -2d6 (admins: anyone's)")
     @app_commands.describe(change="Damage as -N, healing as +N, or dice", player="Admins: this player's character")

@@ -20,17 +20,22 @@ from engine.records import Campaign
 IMPORT_MAX_BYTES = 64 * 1024
 
 
-def sheet_text(sheet: Sheet) -> str:
-    """A sheet as a message: the party line, then the abilities, skills and notes."""
+def sheet_embed(sheet: Sheet) -> discord.Embed:
+    """A sheet as an embed: the party line the DM reads, then abilities, skills, inventory and notes."""
     esc = discord.utils.escape_markdown
-    abilities = " · ".join(f"{a.upper()} {sheet.scores[a]} ({sheet.modifier(a):+d})" for a in sheet.scores)
-    lines = [f"📜 **{esc(sheet.name)}**", esc(sheet.party_line()), abilities, f"Proficiency +{sheet.prof}"]
+    embed = discord.Embed(title=f"📜 {shorten(sheet.name, 250)}", description=shorten(esc(sheet.party_line()), 4000))
+    embed.add_field(name="Abilities", value=" · ".join(
+        f"{a.upper()} {sheet.scores[a]} ({sheet.modifier(a):+d})" for a in sheet.scores) + f"\nProficiency +{sheet.prof}",
+        inline=False)
     if sheet.skills:
         mods = sheet.modifiers()
-        lines.append("Skills: " + ", ".join(f"{s} {mods[s]:+d}" for s in sheet.skills))
+        embed.add_field(name="Skills", value=", ".join(f"{s} {mods[s]:+d}" for s in sheet.skills), inline=False)
+    if sheet.inventory:
+        embed.add_field(name="Inventory", value=shorten(esc(", ".join(
+            f"{qty} {item}" if qty > 1 else item for item, qty in sheet.inventory.items())), 1024), inline=False)
     if sheet.notes:
-        lines.append(f"Notes: {esc(sheet.notes)}")
-    return shorten("\n".join(lines))
+        embed.add_field(name="Notes", value=shorten(esc(sheet.notes), 1024), inline=False)
+    return embed
 
 
 def whose(interaction: discord.Interaction, services: Services, player: discord.Member | None) -> discord.abc.User:
@@ -69,8 +74,11 @@ class SheetCommands(app_commands.Group):
         campaign = await begin(interaction, self.services)
         owner = player or interaction.user
         sheet = await self.services.edits.sheet(campaign, owner.id)
-        await reply(interaction, sheet_text(sheet) if sheet else
-                    f"{discord.utils.escape_markdown(owner.display_name)} has no sheet yet: `/dm sheet set` starts one.")
+        if sheet is None:
+            await reply(interaction, f"{discord.utils.escape_markdown(owner.display_name)} has no sheet yet: "
+                                     "`/dm sheet set` starts one.")
+            return
+        await interaction.followup.send(embed=sheet_embed(sheet), ephemeral=True)
 
     @app_commands.command(description="Set a field of your sheet (admins: anyone's)")
     @app_commands.describe(field="e.g. hp, max_hp, ac, dex, class, skills, conditions, notes",

@@ -34,6 +34,7 @@ class Action:
     created: float
     turn_id: int | None
     original: str | None = None  # as the player wrote it, when `text` is its translation
+    secret: bool = False  # a secret roll: shown to its roller and the admins only
 
     @property
     def written(self) -> str:

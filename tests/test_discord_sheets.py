@@ -29,9 +29,13 @@ async def test_a_sheet_is_set_shown_changed_by_amounts_and_read_by_the_dm(world,
     used = await world.slash(world.alice, world.table, "dm inventory remove", item="Arrow", quantity=3)
     assert reply_text(used) == "📜 Aria loses 3 arrow"
     assert reply_text(await world.slash(world.alice, world.table, "dm gold", change=12)) == "📜 Aria gains 12 gold (12 gold)"
-    shown = reply_text(await world.slash(world.bob, world.table, "dm sheet show", player=world.alice))
+    result = await world.slash(world.bob, world.table, "dm sheet show", player=world.alice)
+    (embed,) = (result.response or result.followups[-1]).embeds
     line = "Aria (she, elf ranger 3): HP 18/24, AC 14; carries 17 arrow; 12 gold"
-    assert line in shown and "DEX 16 (+3)" in shown and "stealth +5" in shown
+    fields = {field.name: field.value for field in embed.fields}
+    assert result.ephemeral and embed.title == "📜 Aria" and embed.description == line
+    assert "DEX 16 (+3)" in fields["Abilities"] and fields["Skills"] == "stealth +5, perception +2"
+    assert fields["Inventory"] == "17 arrow"
 
     rolled = await world.slash(world.alice, world.table, "dm roll", dice="1d20+stealth", reason="Stealth")
     assert "+ 5 = `" in reply_text(rolled)  # the sheet's Stealth: +3 dexterity, +2 proficiency
@@ -73,3 +77,31 @@ async def test_a_sheet_exports_as_a_json_file(world, model):
     assert exported.ephemeral and attachment.filename == f"sheet-{world.alice.id}.json"
     nothing = await world.slash(world.bob, world.table, "dm sheet show")
     assert "Bram has no sheet yet" in reply_text(nothing)
+
+
+async def test_a_sheet_round_trips_through_export_and_import_and_a_bad_file_stores_nothing(world, model):
+    campaign = await start(world)
+    await set_fields(world, world.alice, ac="15", dex="16", skills="stealth", notes="Owes Bram a silver ring.")
+    await world.slash(world.alice, world.table, "dm inventory add", item="rope", quantity=2)
+    exported = await world.slash(world.alice, world.table, "dm sheet export")
+    (attachment,) = (exported.followups[-1] if exported.followups else exported.response).attachments
+    data = await attachment.read()
+    assert json.loads(data) == json.loads((await world.store.sheets(campaign.id))[world.alice.id])
+
+    refused = await world.slash(world.alice, world.table, "dm sheet import", file=("aria.json", data), player=world.bob)
+    assert refused.ephemeral and "Only members with Manage Server" in reply_text(refused)
+    assert world.bob.id not in await world.store.sheets(campaign.id)
+    imported = await world.slash(world.gm, world.table, "dm sheet import", file=("aria.json", data), player=world.bob)
+    assert reply_text(imported) == "📜 Aria's sheet imported."
+    sheets = await world.store.sheets(campaign.id)
+    assert json.loads(sheets[world.bob.id]) == json.loads(sheets[world.alice.id])
+
+    before = dict(sheets)
+    for name, body, said in (("x.json", b"not json at all", "not a sheet's JSON"),
+                             ("x.json", b'{"name": "Aria", "dex": 99}', "dex must be from 1 to 30"),
+                             ("x.json", b'["a list"]', "an object with at least a name"),
+                             ("x.json", b'{"name": "Aria", "inventory": {"rope": -2}}', "at least 1"),
+                             ("big.json", b" " * (64 * 1024 + 1), "at most 64 KB")):
+        result = await world.slash(world.alice, world.table, "dm sheet import", file=(name, body))
+        assert result.ephemeral and said.lower() in reply_text(result).lower(), reply_text(result)
+    assert await world.store.sheets(campaign.id) == before

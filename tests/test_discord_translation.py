@@ -6,6 +6,8 @@ Cyrillic transliteration, so an English word that reaches a player would be plai
 """
 from __future__ import annotations
 
+import json
+
 import re
 
 import pytest
@@ -285,3 +287,16 @@ async def test_a_story_card_is_kept_in_the_models_language_and_its_keys_in_both(
     await world.alice.send(world.table, "Я открываю дверь.")  # no key here, but the last narration had one
     await world.slash(world.alice, world.table, "dm continue")
     assert card.text in model.calls[-1][0]
+
+
+async def test_a_sheets_free_text_reaches_the_model_in_its_language(world, model, translator):
+    campaign = await russian_table(world)
+    for field, value in (("class", "дракон"), ("conditions", "спит")):
+        await world.slash(world.alice, world.table, "dm sheet set", field=field, value=value)
+    await world.slash(world.alice, world.table, "dm inventory add", item="меч", quantity=2)
+    await world.alice.send(world.table, "Я открываю дверь.")
+    model.script = "The door opens."
+    await world.slash(world.alice, world.table, "dm continue")
+    assert "The party:\n- Aria (dragon 1): HP 10/10, AC 10, sleeps; carries 2 sword" in model.calls[-1][0]
+    stored = json.loads((await world.store.sheets(campaign.id))[world.alice.id])  # the sheet keeps what was typed
+    assert (stored["class"], stored["conditions"], stored["inventory"]) == ("дракон", ["спит"], {"меч": 2})

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from engine.errors import BadInput
 
@@ -75,6 +76,20 @@ class Sheet:
         if self.inventory:
             line += "; carries " + ", ".join(_item(name, qty) for name, qty in self.inventory.items())
         return line + (f"; {self.gold} gold" if self.gold else "")
+
+    def free_texts(self) -> list[str]:
+        """What players wrote in words that the party line shows (the name aside): for translation."""
+        return [t for t in (self.pronouns, self.ancestry, self.klass, *self.conditions, *self.inventory) if t.strip()]
+
+    def with_texts(self, said: Mapping[str, str]) -> "Sheet":
+        """The sheet with its free texts said otherwise (in the model's language); a copy, never stored."""
+        def in_(text: str) -> str:
+            return said.get(text, text)
+        inventory: dict[str, int] = {}
+        for item, quantity in self.inventory.items():
+            inventory[in_(item)] = inventory.get(in_(item), 0) + quantity
+        return dataclasses.replace(self, pronouns=in_(self.pronouns), ancestry=in_(self.ancestry), klass=in_(self.klass),
+                                   conditions=tuple(in_(c) for c in self.conditions), inventory=inventory)
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)

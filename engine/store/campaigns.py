@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 
 _CAMPAIGN_COLUMNS = "id, channel_id, name, premise, style, language, settings, active, created"
-_ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id, original"
+_ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id, original, secret"
 _TURN_COLUMNS = "id, campaign_id, number, narration, created, shown, effects"
 # Settle a turn's markers on the sheets: (the sheets' JSON by author, the turn's effects before: None for a new
 # turn) -> (the sheets it changed, the turn's effects now). Called inside the save's transaction.
@@ -160,13 +160,20 @@ class Store(MemoryTables, TableTables):
     # ----- actions -----
 
     async def add_action(self, campaign_id: int, author_id: int, author_name: str,
-                         text: str, message_id: int | None = None) -> Action:
+                         text: str, message_id: int | None = None, *, secret: bool = False) -> Action:
         created = time.time()
         async with self._write() as conn:
             cursor = await conn.execute(
-                "INSERT INTO actions (campaign_id, author_id, author_name, text, created, message_id)"
-                " VALUES (?, ?, ?, ?, ?, ?)", (campaign_id, author_id, author_name, text, created, message_id))
-        return Action(cursor.lastrowid, campaign_id, author_id, author_name, text, created, None)
+                "INSERT INTO actions (campaign_id, author_id, author_name, text, created, message_id, secret)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (campaign_id, author_id, author_name, text, created, message_id, int(secret)))
+        return Action(cursor.lastrowid, campaign_id, author_id, author_name, text, created, None, None, secret)
+
+    async def recent_rolls(self, campaign_id: int, limit: int = 10) -> list[Action]:
+        """The campaign's latest rolls (actions that are a roll), newest first, secret ones too."""
+        rows = await self._rows(f"SELECT {_ACTION_COLUMNS} FROM actions WHERE campaign_id = ? AND text LIKE ?"
+                                " ORDER BY id DESC LIMIT ?", (campaign_id, "[rolled %", limit))
+        return [Action(*row) for row in rows]
 
     async def withdraw_action(self, *, message_id: int | None = None, campaign_id: int | None = None,
                               author_id: int | None = None) -> Action | None:

@@ -102,11 +102,12 @@ class CampaignEdits:
         return action, note
 
     async def add_roll(self, campaign: Campaign, author_id: int, author_name: str, rolled: Roll,
-                       reason: str = "") -> Action:
+                       reason: str = "", *, secret: bool = False) -> Action:
         """A player's roll joins the story as a pending action of theirs ("[rolled 1d20+5 for Stealth =
-        19]"), so the next narration, a retry and an undo all keep it as it fell."""
+        19]"), so the next narration, a retry and an undo all keep it as it fell; a secret one too (the DM
+        narrates it), marked so that only admins see its dice in /dm rolls."""
         return await self.store.add_action(campaign.id, author_id, author_name.strip() or "Someone",
-                                           rolled.story_text(reason))
+                                           rolled.story_text(reason), secret=secret)
 
     async def answer_roll(self, campaign: Campaign, turn_id: int, index: int, author_id: int,
                           author_name: str) -> tuple[dict, Roll]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from engine.errors import BadInput, Unavailable
-from engine.game import sheet_from_json
+from engine.game import Sheet, sheet_from_json
 from engine.game.ledger import Party
 from engine.game.markers import ends_with_roll, last_roll
 from engine.generation import GenerationSettings
@@ -109,7 +109,7 @@ class Narrator:
         budget = self.settings.context_tokens - settings.generation.max_new_tokens
         cards = triggered_cards(await self.store.cards(campaign.id), mentions(actions, extra, turns))
         sheets = {author: sheet_from_json(data) for author, data in (await self.store.sheets(campaign.id)).items()}
-        party = [sheet.party_line() for sheet in sheets.values()]
+        party = await self._party_lines(sheets.values(), language)
 
         def build(recalled: list[Recalled], window: list[Turn]) -> BuiltPrompt:
             return build_prompt(campaign, memories=recalled, turns=window, actions=actions, extra=extra,
@@ -138,6 +138,17 @@ class Narrator:
         if not narration.text:
             raise Unavailable("the model wrote nothing this time; try /dm continue again")
         return narration, built, PromptMemory.of(built, turns, budget)
+
+    @staticmethod
+    async def _party_lines(sheets: Iterable[Sheet], language: TurnLanguage) -> list[str]:
+        """One line per character for the prompt, the sheets' free text in the model's language like pinned facts
+        (a word at a time: each is cached, and the numbers that change every turn are never sent)."""
+        sheets = list(sheets)
+        said: dict[str, str] = {}
+        if language.needed:
+            for text in dict.fromkeys(t for sheet in sheets for t in sheet.free_texts()):
+                said[text] = await language.to_model(text)
+        return [sheet.with_texts(said).party_line() for sheet in sheets]
 
     async def _draw(self, ctx: JobContext, rendered: str, settings: GenerationSettings, voice: Voice,
                     party: Party) -> str:
