@@ -54,6 +54,7 @@ def plan(quick: bool, full: bool) -> list[Bench]:
         Bench("backends", "backends.py", [], ["--runs", "1", "--tokens", "32"]),
         Bench("memory", "memory.py", memory_mode + ["--tokens", "64"], ["--mode", "greedy", "--tokens", "16"]),
         Bench("narration", "narration.py", [], ["--turns", "4", "--max-new-tokens", "48"]),
+        Bench("game", "game.py", [], ["--turns", "6"]),
     ]
     if full:
         benches.append(Bench("memory200", "memory.py", ["--mode", "both", "--tokens", "200"],
@@ -225,6 +226,19 @@ def rows_startup(f: dict) -> list[tuple[str, str, str]]:
              f"<= {f.get('goal_cached_s', 10)} s cached")]
 
 
+def rows_game(f: dict) -> list[tuple[str, str, str]]:
+    return [(f"a scripted {f.get('turns')}-turn fight of {f.get('players')} players (a retry and an undo in it): "
+             "state markers applied exactly once; raw markers posted; sheets equal to the ledger",
+             f"{f.get('applied')} of {f.get('state_markers')}: **{f.get('applied_exactly_once')}**; "
+             f"**{f.get('raw_markers_posted')}**; **{f.get('ledger_match')}**", "true; 0; true"),
+            ("NPC rolls made in place, the narration going on after them",
+             f"{f.get('npc_rolls_in_place')} of {f.get('npc_rolls_expected')}", ""),
+            ("`/dm roll` from the command to the posted answer (discord.py through SimCord, in process), p50 / p95",
+             f"**{num(f.get('roll_p50_s', 0) * 1000)} / {num(f.get('roll_p95_s', 0) * 1000)} ms**", ""),
+            ("the party block's tokens per character (mean / max)",
+             f"{f.get('party_tokens_per_character')} / {f.get('party_tokens_max')}", "")]
+
+
 def rows_generic(f: dict) -> list[tuple[str, str, str]]:
     """A benchmark this table has no layout for (e.g. bench/backends.py): its scalar figures."""
     rows = []
@@ -281,7 +295,7 @@ def rows_narration(f: dict) -> list[tuple[str, str, str]]:
              f"{num(f.get('raw_mean_chars'), 0)}); {num(f.get('seconds_per_turn'), 1)} s per turn", "")]
 
 
-LAYOUT = {"turn": rows_turn, "batching": rows_batching, "retrieval": rows_retrieval, "memory": rows_memory,
+LAYOUT = {"game": rows_game, "turn": rows_turn, "batching": rows_batching, "retrieval": rows_retrieval, "memory": rows_memory,
           "memory200": rows_memory, "startup": rows_startup, "backends": rows_backends,
           "narration": rows_narration}
 
