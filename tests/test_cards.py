@@ -2,6 +2,8 @@
 and the store's card table in a real SQLite file."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from test_prompt import CAMPAIGN, PINNED, RECALLED, TURNS, action, build
 
@@ -43,7 +45,7 @@ def test_cards_come_in_the_order_they_are_mentioned_at_most_the_limit():
 
 def test_mentions_are_the_actions_as_written_and_translated_then_the_last_turns_newest_first():
     translated = action(1, "Ann", "I go to the mill.")
-    translated = type(translated)(*[getattr(translated, f) for f in translated.__slots__[:-1]], "Я иду на мельницу.")
+    translated = dataclasses.replace(translated, original="Я иду на мельницу.")
     texts = mentions([translated], "look around", TURNS, recent=2)
     assert texts[:3] == ["I go to the mill.", "Я иду на мельницу.", "look around"]
     assert texts[3:] == ["I search room 8 for the lost key.", TURNS[-1].narration,
