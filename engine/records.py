@@ -68,6 +68,20 @@ class Card:
     created: float
 
 
+@dataclass(frozen=True, slots=True)
+class Quest:
+    """A quest the table follows: active ones go into the prompt; done and failed ones stay in the record."""
+    id: int
+    campaign_id: int
+    title: str
+    giver: str
+    reward: str
+    status: str  # active | done | failed
+    steps: tuple[str, ...]
+    created: float
+    updated: float
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class NewMemory:
     kind: str  # "exact", "summary" or "fact"

@@ -169,6 +169,26 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE turns ADD COLUMN effects TEXT;
     ALTER TABLE actions ADD COLUMN secret INTEGER NOT NULL DEFAULT 0;
     """,
+    # 11: the fight a campaign is in (engine/game/combat.py's JSON; no row: no fight) and its quests.
+    """
+    CREATE TABLE fights (
+        campaign_id INTEGER PRIMARY KEY REFERENCES campaigns (id) ON DELETE CASCADE,
+        data        TEXT    NOT NULL,
+        updated     REAL    NOT NULL
+    );
+    CREATE TABLE quests (
+        id          INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        title       TEXT    NOT NULL,
+        giver       TEXT    NOT NULL DEFAULT '',
+        reward      TEXT    NOT NULL DEFAULT '',
+        status      TEXT    NOT NULL DEFAULT 'active',
+        steps       TEXT    NOT NULL DEFAULT '[]',
+        created     REAL    NOT NULL,
+        updated     REAL    NOT NULL
+    );
+    CREATE INDEX quests_by_campaign ON quests (campaign_id, id);
+    """,
 )
 
 

@@ -1,5 +1,5 @@
-"""The store's tables about the table rather than the story: who plays in the rounds, story cards and
-character sheets (stored as their JSON; engine/game/sheets.py reads it).
+"""The store's tables about the table rather than the story: who plays in the rounds, story cards,
+character sheets and the fight (stored as their JSON; engine/game/ reads it), quests.
 
 A mixin of Store (engine/store/campaigns.py), which holds the connection, the lock and the transactions.
 """
@@ -11,7 +11,7 @@ from typing import Callable, Sequence, TypeVar
 
 import aiosqlite
 
-from engine.records import Card
+from engine.records import Card, Quest
 
 T = TypeVar("T", bound=tuple)
 _CARD_COLUMNS = "id, campaign_id, keys, text, written, created"
@@ -19,6 +19,13 @@ _CARD_COLUMNS = "id, campaign_id, keys, text, written, created"
 
 def _card(row: Sequence) -> Card:
     return Card(row[0], row[1], tuple(json.loads(row[2])), *row[3:])
+
+
+_QUEST_COLUMNS = "id, campaign_id, title, giver, reward, status, steps, created, updated"
+
+
+def _quest(row: Sequence) -> Quest:
+    return Quest(*row[:6], tuple(json.loads(row[6])), *row[7:])
 
 
 class TableTables:
@@ -69,6 +76,62 @@ class TableTables:
             "INSERT INTO sheets (campaign_id, author_id, data, updated) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (campaign_id, author_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
             [(campaign_id, author, data, time.time()) for author, data in sheets.items()])
+
+    # --- the fight: one per campaign at most, engine/game/combat.py's JSON ---
+    async def fight(self, campaign_id: int) -> str | None:
+        rows = await self._rows("SELECT data FROM fights WHERE campaign_id = ?", (campaign_id,))  # type: ignore[attr-defined]
+        return rows[0][0] if rows else None
+
+    async def change_fight(self, campaign_id: int, change: Callable[[str | None], T]) -> T:
+        """Read the fight and store `change(its JSON or None)`'s new JSON (the first of what it returns; None ends
+        the fight) in one transaction. What `change` raises stores nothing."""
+        async with self._write() as conn:  # type: ignore[attr-defined]
+            result = change(await self._fight_in(conn, campaign_id))
+            await self._save_fight(conn, campaign_id, result[0])
+        return result
+
+    @staticmethod
+    async def _fight_in(conn: aiosqlite.Connection, campaign_id: int) -> str | None:
+        rows = await conn.execute_fetchall("SELECT data FROM fights WHERE campaign_id = ?", (campaign_id,))
+        return rows[0][0] if rows else None
+
+    @staticmethod
+    async def _save_fight(conn: aiosqlite.Connection, campaign_id: int, data: str | None) -> None:
+        if data is None:
+            await conn.execute("DELETE FROM fights WHERE campaign_id = ?", (campaign_id,))
+        else:
+            await conn.execute("INSERT INTO fights (campaign_id, data, updated) VALUES (?, ?, ?) ON CONFLICT"
+                               " (campaign_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
+                               (campaign_id, data, time.time()))
+
+    # --- quests ---
+    async def add_quest(self, campaign_id: int, title: str, giver: str = "", reward: str = "") -> Quest:
+        now = time.time()
+        async with self._write() as conn:  # type: ignore[attr-defined]
+            rows = await conn.execute_fetchall(
+                f"INSERT INTO quests (campaign_id, title, giver, reward, created, updated) VALUES (?, ?, ?, ?, ?, ?)"
+                f" RETURNING {_QUEST_COLUMNS}", (campaign_id, title, giver, reward, now, now))
+        return _quest(list(rows)[0])
+
+    async def quests(self, campaign_id: int) -> list[Quest]:
+        rows = await self._rows(  # type: ignore[attr-defined]
+            f"SELECT {_QUEST_COLUMNS} FROM quests WHERE campaign_id = ? ORDER BY id", (campaign_id,))
+        return [_quest(row) for row in rows]
+
+    async def update_quest(self, campaign_id: int, quest_id: int, *, status: str | None = None,
+                           step: str | None = None) -> Quest | None:
+        """A quest's new status, or one more step; None when the campaign has no such quest."""
+        async with self._write() as conn:  # type: ignore[attr-defined]
+            rows = await conn.execute_fetchall(
+                f"SELECT {_QUEST_COLUMNS} FROM quests WHERE campaign_id = ? AND id = ?", (campaign_id, quest_id))
+            if not rows:
+                return None
+            quest = _quest(list(rows)[0])
+            steps = [*quest.steps, step] if step is not None else list(quest.steps)
+            rows = await conn.execute_fetchall(
+                f"UPDATE quests SET status = ?, steps = ?, updated = ? WHERE id = ? RETURNING {_QUEST_COLUMNS}",
+                (status or quest.status, json.dumps(steps, ensure_ascii=False), time.time(), quest_id))
+        return _quest(list(rows)[0])
 
     # --- story cards ---
     async def add_card(self, campaign_id: int, keys: Sequence[str], text: str, written: str) -> Card:
