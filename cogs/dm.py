@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.services import Services
 from cogs.cards import CardCommands
+from cogs.combat import CombatCommands, QuestCommands, quests_command, refresh_tracker, tracker_follows
 from cogs.common import acknowledge, begin, campaign_here, is_admin, reply, require_admin, shorten, whole_lines
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
@@ -65,6 +66,9 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         self.app_command.add_command(CardCommands(services))
         self.app_command.add_command(SheetCommands(services))
         self.app_command.add_command(InventoryCommands(services))
+        self.app_command.add_command(CombatCommands(services))
+        self.app_command.add_command(QuestCommands(services))
+        self.app_command.add_command(quests_command(services))
 
     # --- campaign ---
     @app_commands.command(description="Start a campaign in this channel")
@@ -110,7 +114,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         campaign = await begin(interaction, self.services, public=True)  # a refusal stays private
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn", payload={"text": text}))
         async with self.rounds.keeper.narrating(campaign.id):  # a waiting round is narrated now
-            await narrate(StreamTarget(interaction), handle)
+            await narrate(StreamTarget(interaction), handle,
+                          on_fight=tracker_follows(self.services, interaction.channel, campaign))  # type: ignore[arg-type]
 
     @app_commands.command(description="Take back your latest action that the DM has not narrated yet")
     @app_commands.describe(player="Admins: take back this player's latest pending action instead")
@@ -173,7 +178,8 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         campaign = await begin(interaction, self.services, public=True)
         handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "retry"))
         async with self.rounds.keeper.narrating(campaign.id):
-            await narrate(StreamTarget(interaction), handle, note="🔁 retold")
+            await narrate(StreamTarget(interaction), handle, note="🔁 retold",
+                          on_fight=tracker_follows(self.services, interaction.channel, campaign))  # type: ignore[arg-type]
 
     @app_commands.command(description="Take back the last turn; its actions become pending again")
     async def undo(self, interaction: discord.Interaction) -> None:
@@ -182,7 +188,11 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         text = f"↩️ Turn {turn.number} was undone; its actions are pending again." if turn else "Nothing to undo yet."
         if turn and (turn.effects or {}).get("applied"):
             text += " What it did to the characters was taken back."
+        if turn and "fight_before" in (turn.effects or {}):
+            text += " The fight is back as it was."
         await reply(interaction, text, public=True)
+        if turn and "fight_before" in (turn.effects or {}):
+            await refresh_tracker(self.services, interaction.channel, campaign)  # type: ignore[arg-type]
         await self.rounds.keeper.check(campaign.id)  # the undone turn's actions make a round again
 
     # --- rounds ---

@@ -14,6 +14,7 @@ from cogs.errors import friendly
 from cogs.roll_requests import effect_lines, requests_message
 from engine.errors import EngineError
 from engine.jobs import JobHandle
+from engine.records import Turn
 from engine.table import defuse_mentions
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,8 @@ class NarrationStream:
             await self._put(index, "-# …")
 
 
-async def narrate(target: StreamTarget, handle: JobHandle, note: str = "") -> None:
+async def narrate(target: StreamTarget, handle: JobHandle, note: str = "",
+                  on_fight: Callable[[Turn], Awaitable[None]] | None = None) -> None:
     """A turn job into Discord: its place in the queue while it waits, the narration as it streams
     (as the engine shows it: translated sentence by sentence where the campaign needs it), then the
     saved turn with its notes."""
@@ -152,3 +154,5 @@ async def narrate(target: StreamTarget, handle: JobHandle, note: str = "") -> No
                         note="\n-# ".join(n for n in notes if n))
     if (asked := requests_message(result.turn)) is not None:  # the rolls the DM asked for, with their buttons
         await target.show(len(target.messages), asked[0], view=asked[1])
+    if on_fight is not None and "fight_before" in (result.turn.effects or {}):  # the fight moved on: its tracker too
+        await on_fight(result.turn)

@@ -10,6 +10,7 @@ import discord
 from discord.ext import commands
 
 from bot.services import Services
+from cogs.combat import tracker_follows
 from cogs.errors import friendly
 from cogs.render import StreamTarget, narrate
 from engine.errors import EngineError
@@ -46,7 +47,8 @@ class RoundDesk(commands.Cog):
         except EngineError as exc:  # the queue is full: the round's actions stay pending
             await channel.send(f"{friendly(exc)} The round's actions wait for `/dm continue`.")
             return
-        await narrate(StreamTarget(None, channel), handle, note=f"🎲 {why}")
+        await narrate(StreamTarget(None, channel), handle, note=f"🎲 {why}",
+                      on_fight=tracker_follows(self.services, channel, campaign))
 
     async def _show(self, campaign: Campaign, state: RoundState | None) -> None:
         note = self._notes.get(campaign.id)

@@ -82,7 +82,8 @@ def test_the_ledger_applies_once_takes_back_by_deltas_and_says_why_nothing_chang
                                   "hp Zed -3", "item Aria -rope", "condition Aria -prone")]
     planned = changes(markers, party)
     sheets = {1: aria().to_json()}
-    changed, record = apply(sheets, planned)
+    changed, fight, record = apply(sheets, None, planned)
+    assert fight is None
     after = json.loads(changed[1])
     assert (after["hp"], after["temp_hp"], after["inventory"], after["conditions"], after["gold"]) == \
         (18, 0, {"arrows": 17}, ["poisoned"], 12)  # temporary HP first
@@ -92,7 +93,7 @@ def test_the_ledger_applies_once_takes_back_by_deltas_and_says_why_nothing_chang
         "Nothing changed: Aria Swiftwind has no rope", "Nothing changed: Aria Swiftwind is not prone"]
     # the player spends 2 gold and shoots 15 arrows meanwhile: taking the turn back leaves that alone
     spent = Sheet(**{**vars(party_sheet(changed[1])), "gold": 10}).with_item("arrows", -15)[0]
-    back = json.loads(revert({1: spent.to_json()}, record)[1])
+    back = json.loads(revert({1: spent.to_json()}, None, record)[0][1])
     assert (back["hp"], back["temp_hp"], back["inventory"], back["conditions"], back["gold"]) == \
         (20, 3, {"arrows": 5}, [], 0)
 
@@ -108,10 +109,10 @@ def test_a_narration_settles_its_markers_and_a_retold_one_replaces_them():
                          {"alice"}, party)
     assert first.text == "The trap springs. Dust settles."
     sheets = {1: aria().to_json()}
-    changed, effects = first.settle(sheets, None)
+    changed, fight, effects = first.settle(sheets, None, None)
     assert json.loads(changed[1])["temp_hp"] == 0 and json.loads(changed[1])["hp"] == 19
     assert effects["requests"] == [{"author": 1, "name": "Aria Swiftwind", "expression": "1d20+3", "reason": "dex"}]
     retold = Narration.of("Nothing happens.", {"alice"}, party)
-    again, effects2 = retold.settle({**sheets, **changed}, effects)
+    again, fight, effects2 = retold.settle({**sheets, **changed}, None, effects)
     assert json.loads(again[1])["hp"] == 20 and json.loads(again[1])["temp_hp"] == 3
     assert effects2 == {"applied": [], "lines": [], "requests": []}

@@ -13,7 +13,8 @@ from typing import Iterable, Mapping, Sequence
 
 from engine.errors import BadInput
 from engine.game.dice import amount
-from engine.game.markers import StateMarker
+from engine.game.combat import MAX_COUNT, Fight, fight_from_json, npc_groups
+from engine.game.markers import CombatMarker, StateMarker
 from engine.game.sheets import Sheet, sheet_from_json
 
 Sheets = Mapping[int, str]  # author id -> the sheet's JSON, as the store keeps them
@@ -54,11 +55,14 @@ class Party:
         return sheet.name if sheet else fallback
 
 
-def changes(markers: Iterable[StateMarker], party: Party) -> list[Change]:
+def changes(markers: Iterable[StateMarker | CombatMarker], party: Party) -> list[Change]:
     """The markers with names found and dice rolled (once: a retry or an undo never rolls them again).
     A marker whose amount cannot be rolled changes nothing and says so."""
     out = []
     for marker in markers:
+        if isinstance(marker, CombatMarker):
+            out.append(Change("", None, "combat", 1 if marker.start else -1, marker.npcs))
+            continue
         author = party.find(marker.who)
         if marker.kind in ("hp", "gold"):
             try:
@@ -72,15 +76,28 @@ def changes(markers: Iterable[StateMarker], party: Party) -> list[Change]:
     return out
 
 
-def apply(sheets: Sheets, planned: Sequence[Change]) -> tuple[dict[int, str], dict]:
-    """The changed sheets' JSON and the turn's record: what was applied (as deltas) and one line per
-    change for the table ("Aria takes 5 damage (HP 10/24)", or why nothing changed)."""
+def apply(sheets: Sheets, fight: str | None, planned: Sequence[Change]) -> tuple[dict[int, str], str | None, dict]:
+    """The changed sheets' JSON, the fight after, and the turn's record: what was applied (as deltas) and one
+    line per change for the table ("Aria takes 5 damage (HP 10/24)", or why nothing changed). A name no player
+    goes by may be an NPC of the fight (its HP only)."""
     current = {author: sheet_from_json(data) for author, data in sheets.items()}
+    battle = fight_from_json(fight) if fight else None
     applied, lines = [], []
     for change in planned:
+        if change.kind == "combat":
+            battle, said = _combat(battle, current, change)
+            lines.append(said)
+            continue
         sheet = current.get(change.author_id) if change.author_id is not None else None
         if change.kind == "bad":
             lines.append(f"Nothing changed: `{change.what}` is not an amount")
+            continue
+        if change.author_id is None and battle is not None and battle.find(change.who) and change.kind == "hp":
+            try:
+                battle, said = battle.with_hp(change.who, change.amount)
+            except BadInput as exc:
+                said = f"Nothing changed: {exc}"
+            lines.append(said)
             continue
         if change.author_id is None:
             lines.append(f"Nothing changed: nobody here is called {change.who}")
@@ -97,11 +114,13 @@ def apply(sheets: Sheets, planned: Sequence[Change]) -> tuple[dict[int, str], di
         current[change.author_id] = changed
         lines.append(said)
     touched = {d["author"] for d in applied}
-    return {a: current[a].to_json() for a in touched}, {"applied": applied, "lines": lines}
+    return ({a: current[a].to_json() for a in touched}, battle.to_json() if battle else None,
+            {"applied": applied, "lines": lines})
 
 
-def revert(sheets: Sheets, record: Mapping | None) -> dict[int, str]:
-    """The sheets with a turn's changes taken back, newest first; what players changed since stays."""
+def revert(sheets: Sheets, fight: str | None, record: Mapping | None) -> tuple[dict[int, str], str | None]:
+    """The sheets with a turn's changes taken back, newest first (what players changed since stays), and the
+    fight as it was before the turn when the turn changed it."""
     current = {author: sheet_from_json(data) for author, data in sheets.items()}
     touched = set()
     for delta in reversed((record or {}).get("applied", [])):
@@ -110,7 +129,25 @@ def revert(sheets: Sheets, record: Mapping | None) -> dict[int, str]:
             continue
         current[delta["author"]] = _undo(sheet, delta)
         touched.add(delta["author"])
-    return {a: current[a].to_json() for a in touched}
+    if record and "fight_before" in record:
+        fight = record["fight_before"]
+    return {a: current[a].to_json() for a in touched}, fight
+
+
+def _combat(battle: Fight | None, sheets: Mapping[int, Sheet], change: Change) -> tuple[Fight | None, str]:
+    if change.amount < 0:
+        return (None, "⚔️ The fight is over") if battle else (None, "Nothing changed: no fight is on")
+    if battle is not None:
+        return battle, "Nothing changed: a fight is on already"
+    try:
+        battle = Fight.start(sheets) if sheets else Fight()
+        for name, count, hp in npc_groups(change.what):
+            battle = battle.add(name, hp=hp, count=min(count, MAX_COUNT))[0]
+    except BadInput as exc:
+        return None, f"Nothing changed: {exc}"
+    if not battle.order:
+        return None, "Nothing changed: a fight needs someone in it"
+    return battle, "⚔️ Combat! Initiative: " + ", ".join(f"{c.name} {c.initiative}" for c in battle.order)
 
 
 def record_lines(record: Mapping | None) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ and taken out of it before anyone reads it (DnDnAi's idea; here the narration fo
     [[item Aria +torch]]  [[item Aria -arrow x3]]
     [[condition Aria +poisoned]]  [[condition Aria -poisoned]]
     [[gold Aria +10]]
+    [[combat start: 3 goblins]]  [[combat end]]
 
 State markers change nothing here: engine/game/ledger.py applies them when the narration is saved.
 A marker that does not parse is dropped from the text and logged.
@@ -26,12 +27,14 @@ _FOR = re.compile(r"^(.*?)\s*\bfor\s+(.+)$", re.IGNORECASE)
 _AMOUNT = r"[+-]\s*(?:\d{1,6}|\d{0,3}d\d{1,4}(?:\s*[+-]\s*\d{1,4})?)"
 _HP_GOLD = re.compile(rf"(hp|gold)\s+(.+?)\s+({_AMOUNT})", re.IGNORECASE)
 _ITEM = re.compile(r"(item|condition)\s+(.+?)\s+([+-])\s*(.+?)(?:\s+x\s*(\d{1,6}))?", re.IGNORECASE)
+_COMBAT = re.compile(r"combat\s+(start|end)(?:\s*:?\s*(.*))?", re.IGNORECASE)
 MARKERS_RULE = (
     "To ask a player for a roll, end your narration with [[roll DICE SKILL for NAME]], e.g. "
     "[[roll 1d20+3 stealth for Aria]], and stop there. Roll for anyone else with [[roll DICE WHAT]], e.g. "
     "[[roll 1d20+4 goblin attack]]: the result appears at once and you narrate what it means. "
     "Change the characters only with markers: [[hp NAME -5]], [[hp NAME +4]], [[item NAME +torch]], "
-    "[[item NAME -arrow x3]], [[condition NAME +poisoned]], [[gold NAME +10]]."
+    "[[item NAME -arrow x3]], [[condition NAME +poisoned]], [[gold NAME +10]]. Start a fight with "
+    "[[combat start: 3 goblins]] and end it with [[combat end]]."
 )
 
 
@@ -53,7 +56,14 @@ class StateMarker:
     quantity: int = 1
 
 
-Marker = RollMarker | StateMarker
+@dataclass(frozen=True)
+class CombatMarker:
+    """A fight started ("3 goblins, an ogre hp 30": who joins the party in it) or ended."""
+    start: bool
+    npcs: str = ""
+
+
+Marker = RollMarker | StateMarker | CombatMarker
 
 
 def parse(body: str) -> Marker | None:
@@ -65,6 +75,9 @@ def parse(body: str) -> Marker | None:
         if found := _FOR.match(rest):
             reason, who = found.group(1).strip(), found.group(2).strip()
         return RollMarker(expression, reason, who)
+    if match := _COMBAT.fullmatch(body):
+        start = match.group(1).lower() == "start"
+        return CombatMarker(start, (match.group(2) or "").strip() if start else "")
     if match := _HP_GOLD.fullmatch(body):
         amount = match.group(3).replace(" ", "")
         return StateMarker(match.group(1).lower(), match.group(2), -1 if amount[0] == "-" else 1, amount[1:])

@@ -31,10 +31,11 @@ T = TypeVar("T")
 _CAMPAIGN_COLUMNS = "id, channel_id, name, premise, style, language, settings, active, created"
 _ACTION_COLUMNS = "id, campaign_id, author_id, author_name, text, created, turn_id, original, secret"
 _TURN_COLUMNS = "id, campaign_id, number, narration, created, shown, effects"
-# Settle a turn's markers on the sheets: (the sheets' JSON by author, the turn's effects before: None for a new
-# turn) -> (the sheets it changed, the turn's effects now). Called inside the save's transaction.
-Settle = Callable[[dict[int, str], "dict | None"], tuple[dict[int, str], dict]]
-Revert = Callable[[dict[int, str], "dict | None"], dict[int, str]]
+# Settle a turn's markers on the sheets and the fight: (the sheets' JSON by author, the fight's JSON or None, the
+# turn's effects before: None for a new turn) -> (the sheets it changed, the fight after, the turn's effects now).
+# Called inside the save's transaction; Revert takes a turn's effects back the same way.
+Settle = Callable[[dict[int, str], "str | None", "dict | None"], tuple[dict[int, str], "str | None", dict]]
+Revert = Callable[[dict[int, str], "str | None", "dict | None"], tuple[dict[int, str], "str | None"]]
 
 
 def _json(value: dict | None) -> str | None:
@@ -227,8 +228,11 @@ class Store(MemoryTables, TableTables):
         """The turn's markers applied to the sheets in the same transaction as the turn itself."""
         if settle is None:
             return turn
-        changed, effects = settle(await self._sheets_in(conn, turn.campaign_id), turn.effects)
+        fight = await self._fight_in(conn, turn.campaign_id)
+        changed, after, effects = settle(await self._sheets_in(conn, turn.campaign_id), fight, turn.effects)
         await self._save_sheets(conn, turn.campaign_id, changed)
+        if after != fight:
+            await self._save_fight(conn, turn.campaign_id, after)
         await conn.execute("UPDATE turns SET effects = ? WHERE id = ?", (_json(effects), turn.id))
         return dataclasses.replace(turn, effects=effects)
 
@@ -316,8 +320,11 @@ class Store(MemoryTables, TableTables):
                 return None
             turn = turns[0]
             if revert is not None and turn.effects:
-                changed = revert(await self._sheets_in(conn, campaign_id), turn.effects)
+                fight = await self._fight_in(conn, campaign_id)
+                changed, after = revert(await self._sheets_in(conn, campaign_id), fight, turn.effects)
                 await self._save_sheets(conn, campaign_id, changed)
+                if after != fight:
+                    await self._save_fight(conn, campaign_id, after)
             await conn.execute("UPDATE actions SET turn_id = NULL WHERE turn_id = ?", (turn.id,))
             await conn.execute("DELETE FROM turns WHERE id = ?", (turn.id,))
             removed = await self._delete_memories(

@@ -11,6 +11,7 @@ from engine.game import Roll, Sheet, roll, sheet_from_json
 from engine.memory import MemoryBank
 from engine.records import Action, Campaign, Card, Memory
 from engine.store import Store
+from engine.table.game_edits import GameEdits
 from engine.table.cards import KEY_MAX_CHARS, card_text, parse_keys
 from engine.table.context import PromptMemory
 from engine.table.languages import TableLanguage
@@ -32,8 +33,9 @@ async def running_campaign(store: Store, campaign_id: int) -> Campaign:
     return campaign
 
 
-class CampaignEdits:
-    """Campaigns, actions, facts, looks, cards, the glossary, seats and settings, changed between turns."""
+class CampaignEdits(GameEdits):
+    """Campaigns, actions, facts, looks, cards, the glossary, seats and settings, changed between turns (the fight
+    and the quests: GameEdits)."""
 
     def __init__(self, store: Store, memory: MemoryBank, settings: NarratorSettings, language: TableLanguage) -> None:
         self.store, self.memory, self.settings, self.language = store, memory, settings, language

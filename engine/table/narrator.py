@@ -9,7 +9,9 @@ from typing import Iterable, Sequence
 
 from engine.errors import BadInput, Unavailable
 from engine.game import Sheet, sheet_from_json
+from engine.game.combat import fight_from_json
 from engine.game.ledger import Party
+from engine.game.quests import quest_line
 from engine.game.markers import ends_with_roll, last_roll
 from engine.generation import GenerationSettings
 from engine.table.turn_markers import MAX_ROLLS_A_TURN, Narration, npc_rolls
@@ -110,12 +112,16 @@ class Narrator:
         cards = triggered_cards(await self.store.cards(campaign.id), mentions(actions, extra, turns))
         sheets = {author: sheet_from_json(data) for author, data in (await self.store.sheets(campaign.id)).items()}
         party = await self._party_lines(sheets.values(), language)
+        quests = [await language.to_model(quest_line(q)) for q in await self.store.quests(campaign.id)
+                  if q.status == "active"]
+        fight = await self.store.fight(campaign.id)
+        combat = fight_from_json(fight).block(sheets) if fight else ""
 
         def build(recalled: list[Recalled], window: list[Turn]) -> BuiltPrompt:
             return build_prompt(campaign, memories=recalled, turns=window, actions=actions, extra=extra,
                                 render=self.backend.render, count_tokens=self.backend.count_tokens, budget=budget,
                                 action_limit=self.settings.action_max_chars, may_defer=may_defer, cards=cards,
-                                party=party)
+                                party=party, quests=quests, combat=combat)
 
         # Recall with what the players do now; the window and recall agree on the turns the prompt holds.
         built = await recall_within_budget(

@@ -1,6 +1,7 @@
 """The prompt, built within a token budget counted in the model's own tokens.
 
-Order: instructions + premise, pinned facts, story cards whose keys were mentioned, recalled memories,
+Order: instructions + premise, pinned facts, story cards whose keys were mentioned, recalled memories, the
+party, the active quests, the fight,
 as much recent story as fits (oldest dropped first), then the pending actions, each with its player's
 name. A turn is always possible:
 the pending actions take at most half the budget (the newest wait for the next turn), and when even
@@ -56,7 +57,8 @@ def _turn_text(turn: Turn) -> str:
 
 def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[Turn],
               actions: Sequence[Action], extra: str, action_limit: int,
-              cards: Sequence[Triggered], party: Sequence[str] = ()) -> tuple[str, str, str]:
+              cards: Sequence[Triggered], party: Sequence[str] = (), quests: Sequence[str] = (),
+              combat: str = "") -> tuple[str, str, str]:
     system = INSTRUCTIONS
     if campaign.premise:
         system += f"\n\nThe campaign: {campaign.premise}"
@@ -70,6 +72,10 @@ def _sections(campaign: Campaign, memories: Sequence[Recalled], turns: Sequence[
         parts.append("Things to remember:\n" + "\n".join(f"- {line}" for line in remember))
     if party:  # the characters' sheets as they stand: the state the story must not drift from
         parts.append("The party:\n" + "\n".join(f"- {line}" for line in party))
+    if quests:  # the active quests, one line each
+        parts.append("Quests:\n" + "\n".join(f"- {line}" for line in quests))
+    if combat:  # the fight's order and whose turns this narration tells
+        parts.append(combat)
     if turns:
         parts.append("The story so far:\n" + "\n\n".join(_turn_text(t) for t in turns))
     now = [_action_line(a, action_limit) for a in actions]
@@ -97,15 +103,19 @@ def build_prompt(
     campaign: Campaign, *, memories: Sequence[Recalled], turns: Sequence[Turn], actions: Sequence[Action],
     extra: str = "", render: Callable[[Prompt], str], count_tokens: Callable[[str], int], budget: int,
     action_limit: int = 1000, may_defer: bool = True, cards: Sequence[Triggered] = (), party: Sequence[str] = (),
+    quests: Sequence[str] = (), combat: str = "",
 ) -> BuiltPrompt:
     """The fullest prompt within `budget` tokens: story goes first (oldest first), then recalled
-    memories, then story cards (the last mentioned first), then pinned facts, then the party's lines.
+    memories, then story cards (the last mentioned first), then pinned facts, then the quests (the newest
+    first), then the party's lines; the combat block stays.
     With may_defer, the newest actions may be left for the next turn (a retry's are its own)."""
     turns, memories, actions, cards, party = list(turns), list(memories), list(actions), list(cards), list(party)
+    quests = list(quests)
     while may_defer and len(actions) > 1 and _actions_tokens(actions, action_limit, count_tokens) > ACTION_SHARE * budget:
         actions.pop()  # the newest waits for the next turn: never a table locked by what it wrote
     while True:
-        prompt = Prompt(*_sections(campaign, memories, turns, actions, extra, action_limit, cards, party))
+        prompt = Prompt(*_sections(campaign, memories, turns, actions, extra, action_limit, cards, party, quests,
+                                   combat))
         rendered = render(prompt)
         tokens = count_tokens(rendered)
         if tokens <= budget:
@@ -120,6 +130,8 @@ def build_prompt(
             cards.pop()
         elif memories:
             memories.pop()
+        elif quests:
+            quests.pop()
         elif party:
             party.pop()
         elif may_defer and len(actions) > 1:

@@ -3,7 +3,9 @@ out after its first action (off by default, per campaign: `rounds`, `round_timeo
 
 Active players are those who wrote an action within the campaign's last `round_window` turns, those
 who joined with /dm join, and whoever has an action pending now; never those who stepped away with
-/dm leave. A roll the DM asked for (a marker in the last turn) is waited for until its player makes it. The keeper holds no Discord: it is told when actions and turns happen, and calls back to
+/dm leave. A roll the DM asked for (a marker in the last turn) is waited for until its player makes it.
+In a fight the round follows the order: it waits for the player whose turn it is (their turn passes when
+the timer runs out), and the DM narrates the NPCs' turns around theirs. The keeper holds no Discord: it is told when actions and turns happen, and calls back to
 narrate a turn and to show who the round waits for. A round being narrated takes no new actions:
 they stay pending and open the next round once the narration is done.
 """
@@ -15,6 +17,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import AsyncIterator, Awaitable, Callable
 
+from engine.game.combat import fight_from_json
 from engine.records import Campaign
 from engine.store import Store
 
@@ -28,6 +31,7 @@ class RoundState:
     acted: tuple[str, ...]  # who has an action pending, in the order they acted
     waiting: tuple[str, ...]  # active players without one
     deadline: float | None = None  # the event loop's time when the timer runs out
+    passing: str | None = None  # in a fight, the player whose turn passes if the timer runs out first
 
     @property
     def complete(self) -> bool:
@@ -75,9 +79,14 @@ async def round_state(store: Store, campaign: Campaign, window: int) -> RoundSta
     # The rolls the DM asked for in the last turn wait for their players, whatever else they did.
     asked = {r["author"]: r["name"] for r in ((turns[-1].effects or {}).get("requests", []) if turns else [])
              if "rolled" not in r}
+    fight = await store.fight(campaign.id)
+    up = fight_from_json(fight).player_up() if fight else None
+    if up is not None:  # in a fight the round follows the order: it waits for the player whose turn it is
+        active = {up.author: up.name} if up.author is not None else {}
     waiting = tuple(name for author, name in active.items() if author not in acted and author not in asked)
     waiting += tuple(f"{name}'s roll" for name in asked.values())
-    return RoundState((turns[-1].number if turns else 0) + 1, tuple(acted.values()), waiting)
+    return RoundState((turns[-1].number if turns else 0) + 1, tuple(acted.values()), waiting,
+                      passing=up.name if up is not None and up.author not in acted else None)
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,8 @@ class RoundKeeper:
             self._timers[campaign_id] = (deadline, self._spawn(self._ring(campaign_id, rules.timeout_s)))
         if state.complete or (deadline is not None and now >= deadline - CLOCK_SLACK_S):
             self._enter(campaign_id)  # now, under the lock: no second check starts this round again
-            why = "everyone has acted" if state.complete else "the round's time ran out"
+            why = ("everyone has acted" if state.complete else f"{state.passing}'s turn passes" if state.passing
+                   else "the round's time ran out")
             self._spawn(self._narrate_round(campaign, why))
             return
         await self._show(campaign, replace(state, deadline=deadline))

@@ -14,7 +14,8 @@ from engine.errors import BadInput
 from engine.game import roll
 from engine.game.dice import REASON_MAX_CHARS
 from engine.game.ledger import Party, apply, changes, revert
-from engine.game.markers import MARKER, RollMarker, StateMarker, extract, parse
+from engine.game.combat import fight_from_json
+from engine.game.markers import MARKER, CombatMarker, RollMarker, StateMarker, extract, parse
 from engine.table.kept_text import posted_narration
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def roll_request(marker: RollMarker, party: Party) -> dict | None:
             "reason": reason}
 
 
-Settle = Callable[[dict[int, str], "dict | None"], tuple[dict[int, str], dict]]
+# (sheets' JSON, the fight's JSON or None, the turn's effects before) -> (sheets changed, the fight after, effects)
+Settle = Callable[[dict[int, str], "str | None", "dict | None"], tuple[dict[int, str], "str | None", dict]]
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Narration:
     @classmethod
     def of(cls, reply: str, names: set[str], party: Party) -> "Narration":
         text, markers = extract(npc_rolls(reply, party))  # rolls a reply drawn whole left (beam search)
-        planned = changes([m for m in markers if isinstance(m, StateMarker)], party)
+        planned = changes([m for m in markers if isinstance(m, (StateMarker, CombatMarker))], party)
         requests, asked = [], set()
         for marker in markers:
             request = roll_request(marker, party) if isinstance(marker, RollMarker) else None
@@ -73,9 +75,14 @@ class Narration:
                 asked.add(request["author"])
                 requests.append(request)
 
-        def settle(sheets: dict[int, str], before: dict | None) -> tuple[dict[int, str], dict]:
-            back = revert(sheets, before)  # a retold turn: what the old narration did goes first
-            changed, record = apply({**sheets, **back}, planned)
-            return {**back, **changed}, {**record, "requests": requests}
+        def settle(sheets: dict[int, str], fight: str | None,
+                   before: dict | None) -> tuple[dict[int, str], str | None, dict]:
+            back, fight = revert(sheets, fight, before)  # a retold turn: what the old narration did goes first
+            changed, after, record = apply({**sheets, **back}, fight, planned)
+            if fight is not None and after is not None:  # the fight went on: the turn passes to the next player
+                after = fight_from_json(after).after_narration().to_json()
+            if after != fight:
+                record["fight_before"] = fight  # undo and retry put it back
+            return {**back, **changed}, after, {**record, "requests": requests}
 
         return cls(posted_narration(text, names), settle)
