@@ -214,6 +214,7 @@ class MemoryConfig:
     recent_turns: int = setting(8, _int(1, 200))
     summarizer: str = setting("", _str())  # "": the text model
     summary_max_tokens: int = setting(120, _int(16, 1024))
+    recap_after_hours: float = setting(12.0, _float(0, 24 * 365))  # 0: never offer /dm recap
 
 
 @dataclass(frozen=True)

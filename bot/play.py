@@ -32,6 +32,7 @@ HELP = """Commands:
   /card <keys> = <text>   a story card: the DM is given <text> when one of the keys is mentioned
   /cards          list the story cards; /card remove <id> removes one
   /summarise      summarise the story so far into a memory now
+  /recap          the story so far in a few sentences
   /help           this list
   /quit           leave (the campaign is saved)"""
 
@@ -83,6 +84,8 @@ class TerminalGame:
                 self.say(f"\n({note})")
         if kind == "summary":
             self.say(result or "(nothing new to summarise)")
+        elif kind == "recap":
+            self.say(f"📖 {result}")
         elif kind == "undo":
             self.say(f"(turn {result.number} undone)" if result else "(nothing to undo)")
         else:
@@ -156,6 +159,8 @@ class TerminalGame:
             await self.run_job("retry")
         elif name == "/summarise":
             await self.run_job("summary")
+        elif name == "/recap":
+            await self.run_job("recap")
         elif name == "/undo":
             await self.run_job("undo")
         elif name == "/memory" and rest.strip() == "last":

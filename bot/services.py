@@ -17,6 +17,7 @@ from engine.memory import Embedder, MemoryBank, PipelineSummarizer, Summaries
 from engine.pictures import Painter, PictureClient, PictureSettings
 from engine.store import Store
 from engine.table import CampaignEdits, JobTable, Narrator, NarratorSettings, ScenePrompts, TableLanguage
+from engine.table.recap import Recaps
 from engine.textgen.base import TextBackend
 from engine.textgen.llamacpp_backend import LlamaCppBackend, gguf_path, import_llama_cpp
 from engine.textgen.openai_backend import OpenAIBackend, ServerSettings
@@ -156,7 +157,8 @@ def build_table(store: Store, memory: MemoryBank, backend: TextBackend, settings
     summaries = Summaries(store, memory, backend, context_tokens=settings.context_tokens,
                           summary_max_tokens=settings.summary_max_tokens, summarizer=summarizer)
     narrator = Narrator(store, memory, backend, settings, language, summaries)
-    jobs = JobTable(store, narrator, ScenePrompts(store, backend, language), summaries)
+    jobs = JobTable(store, narrator, ScenePrompts(store, backend, language), summaries,
+                    Recaps(store, backend, language, settings))
     return Table(narrator, CampaignEdits(store, memory, settings, language), jobs)
 
 
@@ -200,7 +202,7 @@ async def build_services(
             generation=config.llm.generation, context_tokens=config.llm.context_tokens, top_k=mem.top_k,
             min_score=mem.min_score, summarize_every=mem.summarize_every, recent_turns=mem.recent_turns,
             action_max_chars=config.discord.action_max_chars, summary_max_tokens=mem.summary_max_tokens,
-            picture_spoiler=config.pictures.spoiler)
+            picture_spoiler=config.pictures.spoiler, recap_after_hours=mem.recap_after_hours)
         table = build_table(store, memory, backend, settings, translation, summarizer)
         run = config.runner
         # A model server schedules its own batches: as many jobs run at once as it takes requests.

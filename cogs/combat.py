@@ -161,15 +161,12 @@ class QuestCommands(app_commands.Group):
         quest = await self.services.edits.close_quest(campaign, quest_id, status)
         await reply(interaction, f"{mark} Quest #{quest.id} {status}: {esc(quest.title)}", public=True)
 
-
-def quests_command(services: Services) -> app_commands.Command:
-    """/dm quests: every quest of the campaign, active ones first (anyone, only to who asked)."""
-    async def quests(interaction: discord.Interaction) -> None:
-        campaign = await begin(interaction, services)
-        found = await services.store.quests(campaign.id)
+    @app_commands.command(name="list", description="The campaign's quests, active ones first")
+    async def list_(self, interaction: discord.Interaction) -> None:
+        campaign = await begin(interaction, self.services)
+        found = await self.services.store.quests(campaign.id)
         marks = {"active": "📜", "done": "✅", "failed": "❌"}
         ordered = sorted(found, key=lambda q: (q.status != "active", q.id))
         lines = [f"{marks[q.status]} #{q.id} {esc(quest_line(q))}" for q in ordered]
         await reply(interaction, whole_lines("\n".join(lines)) if lines else "No quests yet: an admin adds one with "
-                                                                            "`/dm quest add`.")
-    return app_commands.Command(name="quests", description="The campaign's quests", callback=quests)
+                                                                             "`/dm quest add`.")

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.services import Services
 from cogs.cards import CardCommands
-from cogs.combat import CombatCommands, QuestCommands, quests_command, refresh_tracker, tracker_follows
+from cogs.combat import CombatCommands, QuestCommands, refresh_tracker, tracker_follows
 from cogs.common import acknowledge, begin, campaign_here, is_admin, reply, require_admin, shorten, whole_lines
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
@@ -68,7 +68,6 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         self.app_command.add_command(InventoryCommands(services))
         self.app_command.add_command(CombatCommands(services))
         self.app_command.add_command(QuestCommands(services))
-        self.app_command.add_command(quests_command(services))
 
     # --- campaign ---
     @app_commands.command(description="Start a campaign in this channel")
@@ -133,7 +132,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
 
     @app_commands.command(description="Roll dice: 1d20+5, 4d6kh3, 2d20kl1, 8d6 [fire], 1d20+5 adv")
     @app_commands.describe(dice="The dice, e.g. 1d20+5, 4d6kh3 or 1d20 adv", reason="What for, e.g. Stealth",
-                           secret="Only you and the admins see the dice (/dm rolls); the DM still narrates the result")
+                           secret="Only you and the admins see the dice (/dm status); the DM still narrates the result")
     async def roll(self, interaction: discord.Interaction, dice: str, reason: str = "", secret: bool = False) -> None:
         name = interaction.user.display_name
         here = await self.services.store.campaign_for_channel(interaction.channel_id or 0)
@@ -148,30 +147,11 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                     public=not secret)
         await self.rounds.keeper.check(campaign.id)  # a roll is an action: the round may be complete
 
-    @app_commands.command(description="The latest rolls here; admins see secret ones too")
-    async def rolls(self, interaction: discord.Interaction) -> None:
-        campaign = await begin(interaction, self.services)  # the answer is private: secret dice stay secret
-        admin = is_admin(interaction, self.services.config.discord.admin_role)
-        lines = []
-        for action in await self.services.store.recent_rolls(campaign.id):
-            who = discord.utils.escape_markdown(action.author_name)
-            shown = discord.utils.escape_markdown(action.text.removeprefix("[rolled ").removesuffix("]"))
-            if action.secret and not admin and action.author_id != interaction.user.id:
-                lines.append(f"🤫 {who} rolled in secret")
-            else:
-                lines.append(f"🎲 {who}: {shown}" + (" 🤫" if action.secret else ""))
-        await reply(interaction, whole_lines("\n".join(lines)) if lines else "No rolls yet in this campaign.")
-
     @app_commands.command(description="Change your character's HP: -5, +3, or dice such as -2d6 (admins: anyone's)")
     @app_commands.describe(change="Damage as -N, healing as +N, or dice", player="Admins: this player's character")
     async def hp(self, interaction: discord.Interaction, change: str, player: discord.Member | None = None) -> None:
         rolled = functools.cache(lambda: amount(change))  # dice rolled once: tried first, then applied
         await change_sheet(interaction, self.services, player, lambda sheet: sheet.with_hp(rolled()))
-
-    @app_commands.command(description="Change your character's gold: +10 or -3 (admins: anyone's)")
-    async def gold(self, interaction: discord.Interaction, change: app_commands.Range[int, -1000000000, 1000000000],
-                   player: discord.Member | None = None) -> None:
-        await change_sheet(interaction, self.services, player, lambda sheet: sheet.with_gold(change))
 
     @app_commands.command(description="Narrate the last turn anew")
     async def retry(self, interaction: discord.Interaction) -> None:
@@ -180,6 +160,18 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         async with self.rounds.keeper.narrating(campaign.id):
             await narrate(StreamTarget(interaction), handle, note="🔁 retold",
                           on_fight=tracker_follows(self.services, interaction.channel, campaign))  # type: ignore[arg-type]
+
+    @app_commands.command(description="The story so far in a few sentences, for who missed a session")
+    async def recap(self, interaction: discord.Interaction) -> None:
+        here = await self.services.store.campaign_for_channel(interaction.channel_id or 0)
+        turns = await self.services.store.turn_count(here.id) if here else 0
+
+        def something_happened() -> None:  # refused before the public defer: only who asked sees it
+            if not turns:
+                raise BadInput("nothing has happened yet: the story starts with the first /dm continue")
+        campaign = await begin(interaction, self.services, public=True, check=something_happened)
+        told = await self.services.runner.submit(Job(campaign.id, campaign.channel_id, "recap")).result()
+        await reply(interaction, shorten(f"📖 {told}"), public=True)
 
     @app_commands.command(description="Take back the last turn; its actions become pending again")
     async def undo(self, interaction: discord.Interaction) -> None:
@@ -215,6 +207,19 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
             text += "\n-# Rounds are off in this campaign: the DM narrates on `/dm continue` (an admin can set `rounds` on)."
         await reply(interaction, text)
         await self.rounds.keeper.check(campaign.id)
+
+    async def roll_lines(self, interaction: discord.Interaction, campaign: Campaign) -> list[str]:
+        """The latest rolls, newest first: a secret one's dice only for admins and its roller."""
+        admin = is_admin(interaction, self.services.config.discord.admin_role)
+        lines = []
+        for action in await self.services.store.recent_rolls(campaign.id, 5):
+            who = discord.utils.escape_markdown(action.author_name)
+            if action.secret and not admin and action.author_id != interaction.user.id:
+                lines.append(f"  🤫 {who} rolled in secret")
+            else:
+                shown = discord.utils.escape_markdown(action.text.removeprefix("[rolled ").removesuffix("]"))
+                lines.append(f"  🎲 {who}: {shown}" + (" 🤫" if action.secret else ""))
+        return ["🎲 Latest rolls:", *lines] if lines else []
 
     async def round_line(self, campaign: Campaign) -> str:
         state = await self.rounds.keeper.state(campaign)
@@ -260,7 +265,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
                       f"📜 Turns: {await store.turn_count(campaign.id)}",
                       f"📌 Memories: {await store.memory_count(campaign.id)}",
                       f"✍️ Pending actions: {len(await store.pending_actions(campaign.id))}",
-                      await self.round_line(campaign)]
+                      await self.round_line(campaign), *await self.roll_lines(interaction, campaign)]
         await reply(interaction, "\n".join(lines))
 
     @app_commands.command(description="Show or change this campaign's generation settings")

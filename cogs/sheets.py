@@ -1,4 +1,4 @@
-"""/dm sheet, /dm inventory, /dm hp and /dm gold: character sheets, one per player per campaign.
+"""/dm sheet, /dm inventory (items and gold) and /dm hp: character sheets, one per player per campaign.
 
 Your own sheet; admins may name anyone's. Every change goes through the engine (engine/game/sheets.py via
 CampaignEdits.change_sheet), which refuses what does not fit before anything is stored.
@@ -64,6 +64,9 @@ async def change(interaction: discord.Interaction, services: Services, player: d
     await reply(interaction, f"📜 {discord.utils.escape_markdown(said)}", public=public)
 
 
+change_sheet = change  # the gold command's option is called `change` too
+
+
 class SheetCommands(app_commands.Group):
     def __init__(self, services: Services) -> None:
         super().__init__(name="sheet", description="Character sheets: one per player per campaign")
@@ -114,13 +117,18 @@ class SheetCommands(app_commands.Group):
 
 class InventoryCommands(app_commands.Group):
     def __init__(self, services: Services) -> None:
-        super().__init__(name="inventory", description="Items on your sheet, changed by quantities")
+        super().__init__(name="inventory", description="Items and gold on your sheet, changed by quantities")
         self.services = services
 
     @app_commands.command(description="Add items to your sheet (admins: anyone's)")
     async def add(self, interaction: discord.Interaction, item: str, quantity: app_commands.Range[int, 1, 100000] = 1,
                   player: discord.Member | None = None) -> None:
         await change(interaction, self.services, player, lambda sheet: sheet.with_item(item, quantity))
+
+    @app_commands.command(description="Change your character's gold: +10 or -3 (admins: anyone's)")
+    async def gold(self, interaction: discord.Interaction, change: app_commands.Range[int, -1000000000, 1000000000],
+                   player: discord.Member | None = None) -> None:
+        await change_sheet(interaction, self.services, player, lambda sheet: sheet.with_gold(change))
 
     @app_commands.command(description="Remove items from your sheet (admins: anyone's)")
     async def remove(self, interaction: discord.Interaction, item: str,

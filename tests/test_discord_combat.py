@@ -143,7 +143,7 @@ async def test_quests_go_into_the_prompt_while_active_and_stay_in_the_record(wor
     await world.alice.send(world.table, "I climb back up.")
     await world.slash(world.alice, world.table, "dm continue")
     assert "Quests:" not in model.calls[-1][0]
-    listed = reply_text(await world.slash(world.bob, world.table, "dm quests"))
+    listed = reply_text(await world.slash(world.bob, world.table, "dm quest list"))
     assert listed.splitlines() == ["✅ #1 The lost key (from Mirelda; reward: 20 gold): found the cellar door",
                                    "❌ #2 Calm the river spirit"]
     assert [q.status for q in await world.store.quests(campaign.id)] == ["done", "failed"]

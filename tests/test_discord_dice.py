@@ -1,6 +1,6 @@
 """/dm roll through SimCord: the real bot, a scripted model, a temp SQLite file. A roll is posted with
 every die, enters the story as its roller's action, keeps its numbers through retry and undo; a secret
-roll is seen only by its roller and the admins (/dm rolls); a roll that cannot be made is refused privately with nothing stored."""
+roll is seen only by its roller and the admins (/dm status); a roll that cannot be made is refused privately with nothing stored."""
 from __future__ import annotations
 
 import re
@@ -49,12 +49,12 @@ async def test_a_secret_roll_is_seen_by_its_roller_and_the_admins_only_and_still
     # /dm rolls: the admins see the dice, the roller too, anyone else only that a secret roll was made
     total = action.text.rsplit("= ", 1)[1].rstrip("]")
     await world.slash(world.alice, world.table, "dm roll", dice="1d20", reason="Luck")
-    seen = {who: reply_text(await world.slash(actor, world.table, "dm rolls"))
+    seen = {who: reply_text(await world.slash(actor, world.table, "dm status")).split("🎲 Latest rolls:\n")[1]
             for who, actor in (("gm", world.gm), ("mod", world.mod), ("bram", world.bob), ("aria", world.alice))}
     for who in ("gm", "mod", "bram"):
-        assert f"🎲 Bram: 4d6kh3 for Insight = {total} 🤫" in seen[who].splitlines(), seen[who]
-    assert "🤫 Bram rolled in secret" in seen["aria"].splitlines() and "Insight" not in seen["aria"]
-    assert seen["aria"].splitlines()[0].startswith("🎲 Aria: 1d20 for Luck = ")  # newest first, public ones whole
+        assert f"  🎲 Bram: 4d6kh3 for Insight = {total} 🤫" in seen[who].splitlines(), seen[who]
+    assert "  🤫 Bram rolled in secret" in seen["aria"].splitlines() and "Insight" not in seen["aria"]
+    assert seen["aria"].splitlines()[0].startswith("  🎲 Aria: 1d20 for Luck = ")  # newest first, public ones whole
 
 
 @pytest.mark.parametrize("dice, said", [

@@ -28,7 +28,7 @@ async def test_a_sheet_is_set_shown_changed_by_amounts_and_read_by_the_dm(world,
     assert reply_text(got) == "📜 Aria gains 20 arrow"
     used = await world.slash(world.alice, world.table, "dm inventory remove", item="Arrow", quantity=3)
     assert reply_text(used) == "📜 Aria loses 3 arrow"
-    assert reply_text(await world.slash(world.alice, world.table, "dm gold", change=12)) == "📜 Aria gains 12 gold (12 gold)"
+    assert reply_text(await world.slash(world.alice, world.table, "dm inventory gold", change=12)) == "📜 Aria gains 12 gold (12 gold)"
     result = await world.slash(world.bob, world.table, "dm sheet show", player=world.alice)
     (embed,) = (result.response or result.followups[-1]).embeds
     line = "Aria (she, elf ranger 3): HP 18/24, AC 14; carries 17 arrow; 12 gold"
@@ -60,7 +60,7 @@ async def test_only_admins_change_another_players_sheet_and_bad_input_stores_not
         ("dm sheet set", {"field": "dex", "value": "99"}, "Dex must be from 1 to 30"),
         ("dm sheet set", {"field": "skills", "value": "flying"}, "no skill called flying"),
         ("dm inventory remove", {"item": "torch"}, "Bram has no torch"),
-        ("dm gold", {"change": -1}, "only 0 gold"),
+        ("dm inventory gold", {"change": -1}, "only 0 gold"),
         ("dm hp", {"change": "-1d0"}, "0-sided"),
     ):
         result = await world.slash(world.bob, world.table, command, **options)

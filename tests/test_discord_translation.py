@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import re
+import sqlite3
 
 import pytest
 from discord_world import ADMIN_ROLE, reply_text
@@ -300,3 +301,25 @@ async def test_a_sheets_free_text_reaches_the_model_in_its_language(world, model
     assert "The party:\n- Aria (dragon 1): HP 10/10, AC 10, sleeps; carries 2 sword" in model.calls[-1][0]
     stored = json.loads((await world.store.sheets(campaign.id))[world.alice.id])  # the sheet keeps what was typed
     assert (stored["class"], stored["conditions"], stored["inventory"]) == ("дракон", ["спит"], {"меч": 2})
+
+
+async def test_a_recap_is_told_in_the_tables_language_and_offered_after_a_long_pause(world, model, translator):
+    campaign = await russian_table(world)
+    refused = await world.slash(world.alice, world.table, "dm recap")
+    assert refused.ephemeral and "Nothing has happened yet" in reply_text(refused)
+    await world.alice.send(world.table, "Я открываю дверь.")
+    model.script = "The door opens onto a dark hall."
+    await world.slash(world.alice, world.table, "dm continue")
+    model.script = "The heroes opened the door and the dragon sleeps."
+    told = await world.slash(world.bob, world.table, "dm recap")
+    text = reply_text(told)
+    assert not told.ephemeral and text.startswith("📖 ") and "дракон спит" in text
+    assert [w for w in LATIN_WORD.findall(text) if w != "Aria"] == []
+    assert "Lately:\nAria: I open door.\nDM: The door opens onto a dark hall." in model.calls[-1][0]
+
+    with sqlite3.connect(world.services.config.storage.path) as conn:  # the last turn was two days ago
+        conn.execute("UPDATE turns SET created = created - 48 * 3600 WHERE campaign_id = ?", (campaign.id,))
+    await world.alice.send(world.table, "Я иду в таверну.")
+    model.script = "The tavern is warm."
+    back = reply_text(await world.slash(world.alice, world.table, "dm continue"))
+    assert "48 hours ago: /dm recap tells the story so far" in back

@@ -11,7 +11,7 @@ from engine.errors import Cancelled
 View = Callable[[str], Awaitable[str]]  # the text so far -> what the table is shown of it
 
 # undo is a job too, so it waits for the channel's running turn (and its summary) instead of racing it.
-JOB_KINDS = ("turn", "retry", "undo", "summary", "picture_prompt")
+JOB_KINDS = ("turn", "retry", "undo", "summary", "picture_prompt", "recap")
 
 
 @dataclass(frozen=True)

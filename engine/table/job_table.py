@@ -12,13 +12,15 @@ from engine.memory.summaries import Summaries
 from engine.store import Store
 from engine.table.edits import running_campaign
 from engine.table.narrator import Narrator
+from engine.table.recap import Recaps
 from engine.table.scene_prompts import ScenePrompts
 
 
 class JobTable:
     """The runner's one handler: it looks the job's kind up in the table."""
 
-    def __init__(self, store: Store, narrator: Narrator, scenes: ScenePrompts, summaries: Summaries) -> None:
+    def __init__(self, store: Store, narrator: Narrator, scenes: ScenePrompts, summaries: Summaries,
+                 recaps: Recaps) -> None:
         self.store, self.summaries = store, summaries
         self.handlers: Mapping[str, Handler] = {
             "turn": narrator.turn,
@@ -26,6 +28,7 @@ class JobTable:
             "undo": self._undo,  # a job too, so it waits for the channel's running turn instead of racing it
             "summary": self._summary,
             "picture_prompt": scenes.picture_prompt,
+            "recap": recaps.recap,
         }
         assert set(self.handlers) == set(JOB_KINDS), "every job kind has a handler"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -64,6 +65,9 @@ class Narrator:
         if not actions and not extra.strip() and not turns and not campaign.premise:
             raise BadInput("nothing to narrate yet: write what your characters do first")
         notes: list[str] = []
+        pause = time.time() - turns[-1].created if turns else 0.0
+        if self.settings.recap_after_hours and pause > self.settings.recap_after_hours * 3600:
+            notes.append(f"the last turn was {pause / 3600:.0f} hours ago: /dm recap tells the story so far")
         language = await self._language(campaign, ctx)
         actions, extra = await language.actions_in(actions, extra, notes)
         narration, built, remembered = await self._narrate(campaign, turns, actions, extra, ctx, language)

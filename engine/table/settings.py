@@ -28,6 +28,7 @@ class NarratorSettings:
     action_max_chars: int = 1000
     summary_max_tokens: int = 120
     picture_spoiler: bool = True
+    recap_after_hours: float = 12.0  # the first turn after a pause this long offers /dm recap (0: never)
 
 
 @dataclass(frozen=True)
