@@ -66,6 +66,8 @@ def rolled(combatants: list[Combatant]) -> str:
 
 
 class CombatCommands(app_commands.Group):
+    """/dm combat start|add|next|remove|end: admins run the fight; each change is tried before it goes public."""
+
     def __init__(self, services: Services) -> None:
         super().__init__(name="combat", description="Fights in initiative order (admins run them)")
         self.services = services
@@ -118,6 +120,8 @@ class CombatCommands(app_commands.Group):
 
 
 class QuestCommands(app_commands.Group):
+    """/dm quest add|step|done|fail (admins; refused privately) and list (anyone)."""
+
     def __init__(self, services: Services) -> None:
         super().__init__(name="quest", description="Quests: active ones are in the DM's prompt")
         self.services = services
