@@ -171,6 +171,33 @@ def test_the_vector_index_grows_removes_and_compacts():
     assert np.array_equal(index.vector(170), vectors[170])
 
 
+def test_the_int8_rows_find_the_same_best_entries_as_float32_and_score_them_exactly():
+    """Clustered vectors like a campaign's (many near one another): every row scored on int8, the best on
+    float32; the top entries and their scores are those of a float32 search, through adds, removals and growth."""
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((40, 384)).astype(np.float32)
+    vectors = centres[rng.integers(0, 40, 6000)] + 0.35 * rng.standard_normal((6000, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(list(range(3000)), vectors[:3000], list(range(3000)))
+    for i in range(3000, 6000):
+        index.add(i, vectors[i], i)
+    index.remove(list(range(0, 6000, 7)))
+    alive = np.array([i for i in range(6000) if i % 7])
+    for trial in range(20):
+        queries = vectors[rng.integers(0, 6000, 3)] + 0.2 * rng.standard_normal((3, 384)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        ids, best = index.best_scores(queries, skip_from=5500, exact_top=64)
+        kept = alive[alive < 5500]
+        truth = (vectors[kept] @ queries.T).max(axis=1)
+        top = kept[np.argsort(-truth)[:28]]
+        found = ids[np.argsort(-best)[:28]]
+        assert list(found) == list(top), trial
+        by_id = dict(zip(ids.tolist(), best.tolist()))
+        assert np.allclose([by_id[i] for i in top], np.sort(truth)[::-1][:28], atol=1e-5)
+    assert np.allclose(index.exact_scores(index.rows([1, 2]), queries), (vectors[[1, 2]] @ queries.T).max(axis=1),
+                       atol=1e-5)
+
+
 async def test_a_weak_query_counts_less_and_words_take_at_most_half_the_slots(store, bank):
     campaign = await store.create_campaign(1, "Weights")
     for n in range(4):

@@ -157,7 +157,9 @@ class MemoryBank:
             return pinned
         skip_from = PINNED_KEY if recent_from_turn is None else recent_from_turn
         weights = np.array([[q.weight] for q in probe.queries], dtype=np.float32)
-        ids, base = index.best_scores(probe.vectors * weights, skip_from)  # best weighted similarity per entry
+        queries = probe.vectors * weights
+        # best weighted similarity per entry: the candidates exactly, the rest from the int8 rows
+        ids, base = index.best_scores(queries, skip_from, exact_top=max(64, (top_k * 4 + 8) * 2))
         wanted = min(len(ids), top_k * 4 + 8)
         best = np.argpartition(-base, wanted - 1)[:wanted] if wanted < len(ids) else np.arange(len(ids))
         scores = {int(ids[b]): float(base[b]) for b in best if base[b] >= min_score}
@@ -166,9 +168,9 @@ class MemoryBank:
             for memory_id, extra in word_bonus(hits).items():
                 if memory_id in index and index.key(memory_id) < skip_from:
                     bonus[memory_id] = max(bonus.get(memory_id, 0.0), extra)
-        rows = index.rows(list(bonus))
-        for memory_id, row in zip(bonus, rows):
-            scores[memory_id] = float(base[row]) + bonus[memory_id]
+        exact = index.exact_scores(index.rows(list(bonus)), queries)  # found by words: scored on float32 too
+        for memory_id, similarity in zip(bonus, exact):
+            scores[memory_id] = float(similarity) + bonus[memory_id]
         memories = {m.id: m for m in await self.store.get_memories(list(scores))}
         own = owners(probe.queries)
         for memory in memories.values():
