@@ -17,10 +17,10 @@ NO_PINGS = discord.AllowedMentions.none()
 # Loaded in this order; cogs.rounds first, as both /dm and the table share its RoundDesk.
 EXTENSIONS = ("cogs.errors", "cogs.rounds", "cogs.dm", "cogs.table", "cogs.owner")
 
-# Exactly what the bot does: read and write in channels and threads, react, attach pictures.
+# Exactly what the bot does: read and write in channels and threads, react, attach pictures, pin a fight's tracker.
 PERMISSIONS = discord.Permissions(
     view_channel=True, send_messages=True, send_messages_in_threads=True, read_message_history=True,
-    add_reactions=True, attach_files=True, embed_links=True,
+    add_reactions=True, attach_files=True, embed_links=True, pin_messages=True,  # pin: a fight's tracker
 )
 
 

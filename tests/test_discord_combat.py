@@ -46,8 +46,9 @@ async def test_a_fight_of_two_players_and_three_goblins(world, model):
     fight = await fight_of(world, campaign)
     keys = [(c.initiative, c.dex, c.tiebreak) for c in fight.order]
     assert [c.name for c in fight.order if c.npc] != [] and keys == sorted(keys, reverse=True)  # initiative order
-    (tracker,) = trackers(world)  # one message, edited as the fight changes
+    (tracker,) = trackers(world)  # one message, edited as the fight changes, pinned
     assert "Goblin 3 · unhurt" in tracker.content and "Aria · HP 24/24" in tracker.content
+    assert tracker.pinned
 
     for command, options, said in (("dm combat add", {"name": "Orc", "count": 21}, "add 1 to 20 at a time"),
                                    ("dm combat remove", {"name": "Dragon"}, "nobody called Dragon"),
