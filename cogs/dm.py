@@ -17,6 +17,7 @@ from cogs.common import acknowledge, begin, campaign_here, is_admin, reply, requ
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
 from cogs.pictures import PICTURES_OFF, PictureDesk
+from cogs.record import add_record_commands
 from cogs.render import StreamTarget, narrate
 from cogs.roll_requests import RollButton
 from cogs.rounds import RoundDesk, round_desk
@@ -66,6 +67,7 @@ class DungeonMaster(commands.GroupCog, group_name="dm", group_description="The D
         self.app_command.add_command(CardCommands(services))
         self.app_command.add_command(SheetCommands(services))
         self.app_command.add_command(InventoryCommands(services))
+        add_record_commands(self.app_command, services)
         self.app_command.add_command(CombatCommands(services))
         self.app_command.add_command(QuestCommands(services))
 

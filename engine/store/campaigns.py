@@ -23,6 +23,7 @@ from engine.store.memories import IDS, MemoryListener, MemoryTables
 from engine.store.migrations import apply_migrations
 from engine.records import Action, Campaign, Memory, NewMemory, Turn, campaign_from_row
 from engine.store.players import TableTables
+from engine.store.records_io import RecordTables
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,7 +48,7 @@ def busy(exc: sqlite3.OperationalError) -> bool:
     """Whether SQLite gave up waiting for another connection's lock (after busy_timeout)."""
     return "locked" in str(exc) or "busy" in str(exc)
 
-class Store(MemoryTables, TableTables):
+class Store(MemoryTables, TableTables, RecordTables):
     """The one SQLite file: one connection, one write lock, every table (campaigns, actions, turns; mixins for the rest)."""
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         self._conn = conn
