@@ -27,6 +27,7 @@ import numpy as np
 from engine.errors import BadInput
 from engine.game import sheet_from_json
 from engine.game.combat import NAME_MAX_CHARS as COMBATANT_NAME_MAX_CHARS, fight_from_json
+from engine.game.quests import FIELD_MAX_CHARS, STEP_MAX_CHARS, TITLE_MAX_CHARS
 from engine.memory import MemoryBank
 from engine.records import Campaign, memory_key
 from engine.store import Store
@@ -43,7 +44,6 @@ IMPORT_MAX_BYTES = 20 * 1024 * 1024  # the JSON itself, after any gzip: a 1,000-
 NAME_MAX_CHARS = 80  # a player's, a character's, a speaker's, a look's name
 CAMPAIGN_NAME_MAX_CHARS = 100  # a Discord channel's name is at most 100
 TERM_MAX_CHARS = 80
-QUEST_TITLE_MAX_CHARS, QUEST_FIELD_MAX_CHARS, QUEST_STEP_MAX_CHARS = 100, 80, 200  # engine/game/quests.py's
 EMBED_BATCH = 256  # memories embedded per call to the embedder's worker (each call has the bank's timeout)
 SECRET_TEXT = "[a secret roll]"
 _TEMPLATE_TOKEN = re.compile(r"<\|[^<>|\n]{0,40}\|>|</?s>")
@@ -499,12 +499,12 @@ def _quest(shape: _Shape) -> dict:
     status = shape.at("status", "active").text()
     if status not in _STATUSES:
         raise shape.at("status").fail("active, done or failed")
-    title = shape.at("title").name(QUEST_TITLE_MAX_CHARS)
+    title = shape.at("title").name(TITLE_MAX_CHARS)
     if not title:
         raise shape.at("title").fail("a title")
-    return {"title": title, "giver": shape.at("giver", "").name(QUEST_FIELD_MAX_CHARS),
-            "reward": shape.at("reward", "").name(QUEST_FIELD_MAX_CHARS), "status": status,
-            "steps": [s.name(QUEST_STEP_MAX_CHARS) for s in shape.at("steps", []).items()],
+    return {"title": title, "giver": shape.at("giver", "").name(FIELD_MAX_CHARS),
+            "reward": shape.at("reward", "").name(FIELD_MAX_CHARS), "status": status,
+            "steps": [s.name(STEP_MAX_CHARS) for s in shape.at("steps", []).items()],
             "created": shape.at("created", time.time()).moment(), "updated": shape.at("updated", time.time()).moment()}
 
 
