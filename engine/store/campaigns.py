@@ -115,16 +115,21 @@ class Store(MemoryTables, TableTables, RecordTables):
         if not name:
             raise BadInput("a campaign needs a name")
         async with self._write() as conn:
-            running = await conn.execute_fetchall(
-                "SELECT name FROM campaigns WHERE channel_id = ? AND active = 1", (channel_id,))
-            if running:
-                raise BadInput(f"this channel already has a campaign running: {running[0][0]}")
+            await self._refuse_running(conn, channel_id)
             cursor = await conn.execute(
                 "INSERT INTO campaigns (channel_id, name, premise, style, language, settings,"
                 " active, created) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
                 (channel_id, name, premise, style, language, json.dumps(settings or {}),
                  time.time()))
         return await self.get_campaign(cursor.lastrowid)
+
+    @staticmethod
+    async def _refuse_running(conn: aiosqlite.Connection, channel_id: int) -> None:
+        """BadInput when the channel has a campaign running (checked inside the transaction that starts one)."""
+        running = await conn.execute_fetchall(
+            "SELECT name FROM campaigns WHERE channel_id = ? AND active = 1", (channel_id,))
+        if running:
+            raise BadInput(f"this channel already has a campaign running: {running[0][0]}")
 
     async def get_campaign(self, campaign_id: int) -> Campaign | None:
         return await self._campaign_where("id = ?", (campaign_id,))

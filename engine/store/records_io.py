@@ -15,7 +15,6 @@ from typing import Any, Callable, Sequence
 import aiosqlite
 import numpy as np
 
-from engine.errors import BadInput
 from engine.records import Campaign, Memory, campaign_from_row, memory_key, vector_blob
 
 # (a turn's context as the file has it, old memory id -> new, old card id -> new) -> the context to store
@@ -91,10 +90,7 @@ class RecordTables:
             raise ValueError(f"{len(memories)} memories but {len(vectors)} vectors")
         about = record["campaign"]
         async with self._write() as conn:  # type: ignore[attr-defined]
-            running = await conn.execute_fetchall(
-                "SELECT name FROM campaigns WHERE channel_id = ? AND active = 1", (channel_id,))
-            if running:
-                raise BadInput(f"this channel already has a campaign running: {running[0][0]}")
+            await self._refuse_running(conn, channel_id)  # type: ignore[attr-defined]
             cursor = await conn.execute(
                 "INSERT INTO campaigns (channel_id, name, premise, style, language, settings, active, created,"
                 " summarised_to) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
