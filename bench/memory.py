@@ -1,110 +1,40 @@
 """Long-term memory: do facts the players set up early come back thirty turns later?
 
-A scripted campaign is played through the whole engine (bundled models, SQLite in a temp folder,
-the config's memory settings): fact turns, each planting one concrete fact with rare keywords;
-then at least 30 filler turns that mention none of them; then one probe turn per fact that touches
-it again in other words. For each probe, the exact narration prompt the engine sent to the model is
-searched for the fact's keywords outside the "What the players do now:" section: found under
-"Things to remember:" is recall by memory, under "The story so far:" the recent window. Every
-narration prompt's token count is checked against the budget (context_tokens - max_new_tokens).
-Greedy decoding, and the shipped sampling settings with a fixed seed.
-Usage: python bench/memory.py [--mode greedy|sampled|both] [--tokens 64] [--seed 1234]
-                              [--set memory.top_k=5 ...]
+Scripted campaigns (bench/memory_campaigns.py) are played through the whole engine (bundled models,
+SQLite in a temp folder, the config's memory settings): fact turns, each planting one concrete fact
+with rare keywords; then at least 30 ordinary turns that mention none of them; then one probe turn
+per fact that touches it again in other words. For each probe, the exact narration prompt the engine
+sent to the model is searched for the fact's keywords outside the "What the players do now:"
+section: found under "Things to remember:" is recall by memory, under "The story so far:" the recent
+window. Each fact's rank is where its first entry (one holding a keyword) stood in that turn's recall,
+searched again deeper (top DEEP_K, the same queries and window); the entries above a fact that was
+not found are logged. Every narration prompt's token count is checked against the budget
+(context_tokens - max_new_tokens). Greedy decoding (once: it draws nothing), and the shipped sampling
+settings with each seed.
+Usage: python bench/memory.py [--campaign first|second|both] [--mode greedy|sampled|both]
+                              [--tokens 48 200] [--seeds 1 2 3] [--set memory.top_k=5 ...]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import re
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass
 
 from common import MODEL_CACHE, bench_logging, emit, log
+from memory_campaigns import CAMPAIGNS, Campaign, Fact
 
 from bot.config import parse_config
 from bot.services import build_services
 from engine.jobs.job import Job
 from engine.table.prompt import INSTRUCTIONS
 
-GOAL_RATE = 0.9  # the issue's goal: 9 of 10 facts (here 11 of 12)
-PREMISE = ("The free port of Saltmere on a storm-wracked coast, where four companions seek their fortune "
-           "and old debts come due.")
-PLAYERS = {"Bram": 1, "Ilsa": 2, "Kel": 3, "Cira": 4}
+GOAL_RATE = 0.9  # the issue's goal: 9 of 10 facts
+DEEP_K = 30  # how deep each probe's recall is searched again to show a fact's rank
 MEMORY_HEADER, STORY_HEADER, NOW_HEADER = "Things to remember:", "The story so far:", "What the players do now:"
-
-
-@dataclass(frozen=True)
-class Fact:
-    id: str
-    player: str
-    text: str  # the action that plants the fact
-    keywords: tuple[str, ...]  # case-insensitive, whole words
-    probe: str  # the action that touches it again, in other words
-
-
-FACTS = [
-    Fact("ship", "Bram", "I name my ship the Marigold and paint the name on her bow in gold letters.",
-         ("Marigold",), "I ask the harbourmaster whether my vessel is ready to sail."),
-    Fact("password", "Ilsa", "I whisper to the others that the password to the temple vault is 'copper wren'.",
-         ("copper wren", "wren"), "At the temple vault door I speak the secret word I was told."),
-    Fact("debt", "Kel", "I owe the smith Tolda thirty gold crowns for my new sword.",
-         ("Tolda", "thirty gold"), "I visit the blacksmith who forged my blade to settle what I owe her."),
-    Fact("god", "Cira", "I pray to our god Vhal, the drowned one, and pour salt into the waves.",
-         ("Vhal",), "I kneel at the shore and pray to the deity our people worship."),
-    Fact("horse", "Bram", "I buy a grey mare at the market and call her Thistlewick.",
-         ("Thistlewick",), "I saddle my horse and whisper her name to calm her."),
-    Fact("buried", "Ilsa", "I bury my mother's silver locket under the split oak behind the Oxbow Mill.",
-         ("Oxbow", "locket"), "I go back to dig up the keepsake I hid in the ground."),
-    Fact("allergy", "Kel", "I warn everyone that I am deathly allergic to saffron; it makes my throat close.",
-         ("saffron",), "The cook offers me a spiced stew, and I ask whether it holds anything that could harm me."),
-    Fact("promise", "Cira", "I swear to the orphan Pell that I will bring back his father's brass lantern.",
-         ("Pell", "lantern"), "I remember the oath I made to the little boy and look for what I promised him."),
-    Fact("number", "Bram", "Our map says the hidden cave lies exactly 417 paces north of the standing stone.",
-         ("417",), "I count my steps from the old marker toward the secret cave."),
-    Fact("sister", "Ilsa", "My sister Odrienne was carried off by the slavers of Kesh last winter.",
-         ("Odrienne", "Kesh"), "I ask the freed prisoners whether anyone has seen my missing sibling."),
-    Fact("hiding", "Kel", "I hide the stolen crown inside a hollow wheel of goat cheese in the cellar.",
-         ("cheese",), "I check that the royal treasure I took is still safe in its hiding place."),
-    Fact("familiar", "Cira", "My familiar is a one-eyed raven named Quillon who rides on my shoulder.",
-         ("Quillon", "raven"), "I call my animal companion back to me with a soft whistle."),
-]
-
-FILLERS = [
-    ("Bram", "I walk down to the docks and watch the fishermen mend their nets."),
-    ("Ilsa", "I buy a loaf of dark bread and a jug of cider at the corner stall."),
-    ("Kel", "I haggle with a cloth merchant over the price of a warm wool cloak."),
-    ("Cira", "I look up at the sky and guess whether the rain will hold off until evening."),
-    ("Bram", "I draw my cudgel and chase the rats out of the tavern's storeroom."),
-    ("Ilsa", "I sit by the fire and sharpen my knives one by one."),
-    ("Kel", "I ask the innkeeper what news has come from the capital this week."),
-    ("Cira", "I help an old woman carry her baskets of apples up the hill."),
-    ("Bram", "I play a game of dice with two sailors and lose a few coppers."),
-    ("Ilsa", "I climb the bell tower to look out over the rooftops of the town."),
-    ("Kel", "I stretch my legs with a long walk along the sea wall."),
-    ("Cira", "I trade a song for a bowl of fish soup at the harbour kitchen."),
-    ("Bram", "I patch the hole in my boot with a strip of leather."),
-    ("Ilsa", "I follow a stray cat through the narrow alleys of the market."),
-    ("Kel", "I challenge a dockworker to an arm-wrestling match."),
-    ("Cira", "I wash my travelling clothes in the stream behind the inn."),
-    ("Bram", "I listen to a street preacher warning about the coming storms."),
-    ("Ilsa", "I count the coins left in my purse and frown."),
-    ("Kel", "I kick a giant rat that leaps at me from a pile of barrels."),
-    ("Cira", "I gather herbs in the meadow outside the town gate."),
-    ("Bram", "I ask a fisherman where the best oysters are sold."),
-    ("Ilsa", "I take shelter under an awning while a sudden squall passes."),
-    ("Kel", "I help the town guard push a stuck cart out of the mud."),
-    ("Cira", "I read the notices nailed to the board outside the town hall."),
-    ("Bram", "I eat a plate of fried eels and wash it down with ale."),
-    ("Ilsa", "I bargain with a tinker for a new set of lockpicks."),
-    ("Kel", "I watch the ships come in as the fog rolls over the water."),
-    ("Cira", "I light a candle in the window of our rented room."),
-    ("Bram", "I chop firewood for the innkeeper in exchange for breakfast."),
-    ("Ilsa", "I wander through the fish market and hold my nose."),
-    ("Kel", "I spar with a wooden practice sword in the inn's courtyard."),
-    ("Cira", "I ask a child selling flowers where she lives."),
-]
 
 
 def keyword_pattern(keyword: str) -> re.Pattern[str]:
@@ -118,15 +48,18 @@ def find_keyword(fact: Fact, text: str) -> str | None:
     return None
 
 
-def check_script() -> None:
+def check_script(game: Campaign) -> None:
     """A fact only counts through words the probe itself (and nothing else in the script) does not hold."""
-    assert len(FACTS) >= 10 and len(FILLERS) >= 30 and len({f.player for f in FACTS}) >= 4
-    assert len({f.id for f in FACTS}) == len(FACTS)
-    for fact in FACTS:
+    assert len(game.facts) >= 10 and len(game.fillers) >= 30 and len({f.player for f in game.facts}) >= 4
+    assert len({f.id for f in game.facts}) == len(game.facts)
+    assert {f.player for f in game.facts} | {p for p, _ in game.fillers} <= set(game.players)
+    for fact in game.facts:
         assert find_keyword(fact, fact.text), f"fact {fact.id} holds none of its keywords"
-        assert not find_keyword(fact, fact.probe), f"probe {fact.id} holds its fact's keyword"
-        assert not find_keyword(fact, PREMISE + "\n" + INSTRUCTIONS), f"premise holds {fact.id}'s keyword"
-        for _, text in FILLERS:
+        for other in game.facts:
+            assert not find_keyword(fact, other.probe), f"probe {other.id} holds {fact.id}'s keyword"
+            assert other is fact or not find_keyword(fact, other.text), f"fact {other.id} holds {fact.id}'s keyword"
+        assert not find_keyword(fact, game.premise + "\n" + INSTRUCTIONS), f"premise holds {fact.id}'s keyword"
+        for _, text in game.fillers:
             assert not find_keyword(fact, text), f"filler {text!r} holds {fact.id}'s keyword"
 
 
@@ -159,6 +92,23 @@ def classify(fact: Fact, prompt: str) -> tuple[str, str | None]:
     return "none", None
 
 
+def entry_label(memory) -> str:
+    kind = {"exact": "action" if memory.speaker else "narration"}.get(memory.kind, memory.kind)
+    span = "" if memory.turn_from is None else (
+        f" t{memory.turn_from}" if memory.turn_from == memory.turn_to else f" t{memory.turn_from}-{memory.turn_to}")
+    return kind + span
+
+
+def rank_of(fact: Fact, deep: list) -> tuple[int | None, list[str]]:
+    """The fact's first entry's rank (1-based) in a deep recall, and what stood above it."""
+    ranked = [r for r in deep if r.score is not None]
+    for i, r in enumerate(ranked):
+        if find_keyword(fact, r.memory.text):
+            above = [f"{entry_label(a.memory)} {a.score:.2f}: {a.memory.text[:70]!r}" for a in ranked[:i]]
+            return i + 1, above + [f"FACT {entry_label(r.memory)} {r.score:.2f}"]
+    return None, [f"{entry_label(a.memory)} {a.score:.2f}: {a.memory.text[:70]!r}" for a in ranked[:6]]
+
+
 def parse_sets(pairs: list[str]) -> dict:
     overrides: dict = {}
     for pair in pairs:
@@ -184,106 +134,143 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
-async def campaign(mode: str, tokens: int, seed: int, overrides: dict) -> tuple[dict, dict]:
-    folder = tempfile.mkdtemp(prefix=f"bench-memory-{mode}-")
+async def campaign(game: Campaign, mode: str, tokens: int, seed: int, overrides: dict) -> tuple[dict, dict]:
+    folder = tempfile.mkdtemp(prefix=f"bench-memory-{game.name}-{mode}-")
     config = parse_config(merge({"storage": {"path": f"{folder}/dm.sqlite3"}, "llm": {"cache_dir": MODEL_CACHE}},
                                 overrides), "bench")
     services = await build_services(config, log.info)
     try:
-        return await play(services, config, mode, tokens, seed)
+        return await play(services, config, game, mode, tokens, seed)
     finally:  # also when a turn fails: the model workers must not keep the process alive
         await services.close()
 
 
-async def play(services, config, mode: str, tokens: int, seed: int) -> tuple[dict, dict]:
+async def play(services, config, game: Campaign, mode: str, tokens: int, seed: int) -> tuple[dict, dict]:
     import torch
 
-    backend = services.backend
+    backend, bank = services.backend, services.memory
     prompts: list[str] = []
-    original = backend.generate_batch
+    original, search = backend.generate_batch, bank.search
 
     def recording(requests, on_token, should_stop):  # keep the exact prompts the engine sent
         prompts.extend(r.text for r in requests)
         return original(requests, on_token, should_stop)
 
-    backend.generate_batch = recording
+    deep: list[list] = []  # per search the engine made: the same search, DEEP_K deep
+
+    async def searching(campaign_id, probe, *, top_k, min_score, recent_from_turn):
+        found = await search(campaign_id, probe, top_k=top_k, min_score=min_score, recent_from_turn=recent_from_turn)
+        deep.append(await search(campaign_id, probe, top_k=max(top_k, DEEP_K), min_score=min_score,
+                                 recent_from_turn=recent_from_turn))
+        return found
+
+    backend.generate_batch, bank.search = recording, searching
     settings = {"max_new_tokens": tokens, "min_new_tokens": tokens}
     if mode == "greedy":
         settings["do_sample"] = False
     store, edits = services.store, services.edits
     channel = 1
-    game = await store.create_campaign(channel, f"memory-{mode}", PREMISE, settings=settings)
+    row = await store.create_campaign(channel, f"memory-{game.name}-{mode}", game.premise, settings=settings)
     narrations: list[str] = []
     windows: list[int] = []  # how many recent turns each prompt held after the budget
 
     async def turn(player: str, text: str) -> str:
-        await edits.add_action(game.id, PLAYERS[player], player, text)
-        handle = services.runner.submit(Job(game.id, channel, "turn"))
+        await edits.add_action(row.id, game.players[player], player, text)
+        handle = services.runner.submit(Job(row.id, channel, "turn"))
         result = await handle.result()
         narrations.append(result.turn.narration)
         windows.append(len(result.memory.window))
         return result.turn.narration
 
     torch.manual_seed(seed)
+    random.seed(seed)  # llama.cpp's sampler draws its seed from `random`
     start = time.perf_counter()
-    for fact in FACTS:
+    label = f"{game.name} {mode} seed {seed} {tokens} tokens"
+    for fact in game.facts:
         await turn(fact.player, fact.text)
-    log.info("%s: %d fact turns done", mode, len(FACTS))
-    for player, text in FILLERS:
+    log.info("%s: %d fact turns done", label, len(game.facts))
+    for player, text in game.fillers:
         await turn(player, text)
-    log.info("%s: %d filler turns done", mode, len(FILLERS))
+    log.info("%s: %d ordinary turns done", label, len(game.fillers))
     probe_prompts: dict[str, str] = {}
-    for fact in FACTS:
+    probe_deep: dict[str, list] = {}
+    for fact in game.facts:
         before = len(prompts)
+        deep.clear()
         await turn(fact.player, fact.probe)
         sent = [p for p in prompts[before:] if NOW_HEADER in p and fact.probe in p]
         assert len(sent) == 1, f"probe {fact.id}: {len(sent)} narration prompts"
-        probe_prompts[fact.id] = sent[0]
+        probe_prompts[fact.id], probe_deep[fact.id] = sent[0], deep[-1] if deep else []
     seconds = time.perf_counter() - start
     await services.runner.close()  # a last summary may still be running: let it finish before counting
     narration_prompts = [p for p in prompts if NOW_HEADER in p]
     counts = [backend.count_tokens(p) for p in narration_prompts]
     budget = config.llm.context_tokens - tokens
     how: dict[str, str] = {}
-    for fact in FACTS:
+    ranks: dict[str, int | str] = {}
+    for fact in game.facts:
         kind, keyword = classify(fact, probe_prompts[fact.id])
+        rank, above = rank_of(fact, probe_deep[fact.id])
         how[fact.id] = kind
-        log.info("%s: fact %-9s remembered %-3s how %-13s keyword %s", mode, fact.id,
-                 "yes" if kind != "none" else "no", kind, keyword or "-")
+        ranks[fact.id] = "window" if kind == "recent window" else (rank if rank is not None else "missing")
+        log.info("%s: fact %-9s remembered %-3s how %-13s keyword %-10s rank %s", label, fact.id,
+                 "yes" if kind != "none" else "no", kind, keyword or "-", ranks[fact.id])
+        if kind == "none" or (isinstance(rank, int) and rank > 3):
+            for line in above:
+                log.info("%s:   %s", label, line)
         copied = sum(1 for n in narrations if find_keyword(fact, n))
         if copied:
-            log.info("%s: fact %s: a keyword is in %d of %d narrations", mode, fact.id, copied, len(narrations))
+            log.info("%s: fact %s: a keyword is in %d of %d narrations", label, fact.id, copied, len(narrations))
     remembered = sum(1 for kind in how.values() if kind != "none")
     mem = config.memory
     used = {"top_k": mem.top_k, "min_score": mem.min_score, "recent_turns": mem.recent_turns,
             "chunk_chars": mem.chunk_chars, "summarize_every": mem.summarize_every}
-    figures = {"facts": len(FACTS), "remembered": remembered, "rate": round(remembered / len(FACTS), 3),
-               "how": how, "prompt_tokens_max": max(counts), "budget": budget,
+    figures = {"campaign": game.name, "mode": mode, "seed": seed if mode == "sampled" else None, "tokens": tokens,
+               "facts": len(game.facts), "remembered": remembered, "rate": round(remembered / len(game.facts), 3),
+               "how": how, "ranks": ranks, "prompt_tokens_max": max(counts), "budget": budget,
                "within_budget": all(c <= budget for c in counts), "turns": len(narrations),
                # from turn 9 on, the window could hold all 8 recent turns: how many fitted
                "window_turns_min": min(windows[8:]), "window_turns_mean": round(sum(windows[8:]) / len(windows[8:]), 2),
                "seconds": round(seconds, 1)}
-    return {f"{mode}_{k}": v for k, v in figures.items()}, used
+    log.info("%s: %d of %d facts; ranks %s", label, remembered, len(game.facts), ranks)
+    return figures, used
 
 
-async def main(modes: list[str], tokens: int, seed: int, overrides: dict) -> dict:
-    check_script()
-    out: dict = {"tokens": tokens, "goal_rate": GOAL_RATE}
-    for mode in modes:
-        figures, used = await campaign(mode, tokens, seed, overrides)
-        out.update(figures)
-        out["settings"] = used
+async def main(games: list[Campaign], modes: list[str], tokens: list[int], seeds: list[int], overrides: dict) -> dict:
+    for game in games:
+        check_script(game)
+    runs: list[dict] = []
+    out: dict = {"campaigns": [g.name for g in games], "seeds": seeds, "goal_rate": GOAL_RATE,
+                 "tokens": tokens[0] if len(tokens) == 1 else tokens, "seed": seeds[0] if len(seeds) == 1 else seeds}
+    for size in tokens:
+        for game in games:
+            for mode in modes:
+                for seed in (seeds if mode == "sampled" else seeds[:1]):
+                    figures, out["settings"] = await campaign(game, mode, size, seed, overrides)
+                    runs.append(figures)
+    for mode in modes:  # each mode over every run: the flat figures bench/run shows
+        mine = [r for r in runs if r["mode"] == mode]
+        facts, remembered = sum(r["facts"] for r in mine), sum(r["remembered"] for r in mine)
+        out.update({f"{mode}_facts": facts, f"{mode}_remembered": remembered,
+                    f"{mode}_rate": round(remembered / facts, 3),
+                    f"{mode}_prompt_tokens_max": max(r["prompt_tokens_max"] for r in mine),
+                    f"{mode}_budget": min(r["budget"] for r in mine),
+                    f"{mode}_within_budget": all(r["within_budget"] for r in mine)})
+    out["runs"] = runs
     return out
 
 
 if __name__ == "__main__":
     bench_logging()
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--campaign", choices=(*CAMPAIGNS, "both"), default="both")
     parser.add_argument("--mode", choices=("greedy", "sampled", "both"), default="both")
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--tokens", type=int, nargs="+", default=[64], help="narration lengths (new tokens)")
+    parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[1234],
+                        help="seeds of the sampled mode (greedy runs once)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value, e.g. memory.top_k=5 (repeatable)")
     args = parser.parse_args()
     modes = ["greedy", "sampled"] if args.mode == "both" else [args.mode]
-    emit(asyncio.run(main(modes, args.tokens, args.seed, parse_sets(args.set))))
+    games = list(CAMPAIGNS.values()) if args.campaign == "both" else [CAMPAIGNS[args.campaign]]
+    emit(asyncio.run(main(games, modes, args.tokens, args.seeds, parse_sets(args.set))))
