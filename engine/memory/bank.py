@@ -17,7 +17,7 @@ import numpy as np
 from engine.memory.embeddings import Embedder
 from engine.store import PINNED_KEY, turn_key
 from engine.memory.recall import (NEAR_DUPLICATE, OWN_BONUS, Query, Recalled, content_words, distinctive_words, owners,
-                           rare_limit, rare_words, word_bonus, word_slots)
+                           rare_limit, rare_words, relative_scores, word_bonus, word_slots)
 from engine.records import Action, Memory, NewMemory
 from engine.text import chunk_text
 from engine.store import Store
@@ -46,6 +46,7 @@ class MemoryBank:
         self.store, self._worker, self.embedder_id = store, embed_worker, embedder_id
         self.chunk_chars, self._max_cached, self._timeout = chunk_chars, max_cached_campaigns, timeout_s
         self._index: OrderedDict[int, VectorIndex] = OrderedDict()
+        self._sums: dict[int, tuple[np.ndarray, int]] = {}  # per cached index: the sum of its vectors, their count
         self._changes = 0  # counts store changes, so an index read during a change is not kept
         self._common: frozenset[str] | None = None  # the embedder's everyday words, read once
         self._common_read = False
@@ -58,14 +59,31 @@ class MemoryBank:
         if index is None:
             return
         if removed is None:
-            self._index.pop(campaign_id)
+            self._drop(campaign_id)
             return
+        total, count = self._sums[campaign_id]
+        for memory_id in removed:
+            vector = index.vector(memory_id)
+            if vector is not None:
+                total, count = total - vector, count - 1
         index.remove(removed)
         for memory in added:
-            if memory.vector is not None and memory.embedder == self.embedder_id and not index.add(
-                    memory.id, memory.vector, turn_key(memory.turn_from, memory.pinned)):
-                self._index.pop(campaign_id)  # a vector of another size: read it all again next time
+            if memory.vector is None or memory.embedder != self.embedder_id or memory.id in index:
+                continue
+            if not index.add(memory.id, memory.vector, turn_key(memory.turn_from, memory.pinned)):
+                self._drop(campaign_id)  # a vector of another size: read it all again next time
                 return
+            total, count = (total if total.shape == memory.vector.shape else 0.0) + memory.vector, count + 1
+        self._sums[campaign_id] = (total, count)
+
+    def _drop(self, campaign_id: int) -> None:
+        self._index.pop(campaign_id, None)
+        self._sums.pop(campaign_id, None)
+
+    def mean_vector(self, campaign_id: int) -> np.ndarray | None:
+        """The mean of the campaign's entry vectors (its cached index's), kept up to date in place."""
+        total, count = self._sums.get(campaign_id, (None, 0))
+        return total / count if count else None
 
     def chunk(self, text: str) -> list[str]:
         return chunk_text(text, self.chunk_chars)
@@ -101,12 +119,15 @@ class MemoryBank:
             self._index.move_to_end(campaign_id)
             return self._index[campaign_id]
         changes = self._changes
-        index = VectorIndex(*await self.store.memory_vectors(campaign_id, self.embedder_id))
+        ids, matrix, keys = await self.store.memory_vectors(campaign_id, self.embedder_id)
+        index = VectorIndex(ids, matrix, keys)
         if changes != self._changes:
             return index  # memories changed while we read: use this once, cache the next read
         self._index[campaign_id] = index
+        self._sums[campaign_id] = (matrix.sum(axis=0, dtype=np.float64).astype(np.float32) if len(ids)
+                                   else np.zeros(index.dim, np.float32), len(ids))
         while len(self._index) > self._max_cached:
-            self._index.popitem(last=False)
+            self._drop(next(iter(self._index)))
         return index
 
     async def probe(self, campaign_id: int, queries: str | Sequence[Query | str],
@@ -159,18 +180,21 @@ class MemoryBank:
         weights = np.array([[q.weight] for q in probe.queries], dtype=np.float32)
         queries = probe.vectors * weights
         # best weighted similarity per entry: the candidates exactly, the rest from the int8 rows
-        ids, base = index.best_scores(queries, skip_from, exact_top=max(64, (top_k * 4 + 8) * 2))
-        wanted = min(len(ids), top_k * 4 + 8)
-        best = np.argpartition(-base, wanted - 1)[:wanted] if wanted < len(ids) else np.arange(len(ids))
-        scores = {int(ids[b]): float(base[b]) for b in best if base[b] >= min_score}
+        wanted = top_k * 4 + 8
+        ids, base = index.best_scores(queries, skip_from, exact_top=max(64, wanted * 2))
+        pool = min(len(ids), wanted * 2)  # ranked again below, each query against its own baseline
+        best = np.argpartition(-base, pool - 1)[:pool] if pool < len(ids) else np.arange(len(ids))
+        found = [int(ids[b]) for b in best if base[b] >= min_score]
         bonus: dict[int, float] = {}
         for hits in probe.word_hits:
             for memory_id, extra in word_bonus(hits).items():
                 if memory_id in index and index.key(memory_id) < skip_from:
                     bonus[memory_id] = max(bonus.get(memory_id, 0.0), extra)
-        exact = index.exact_scores(index.rows(list(bonus)), queries)  # found by words: scored on float32 too
-        for memory_id, similarity in zip(bonus, exact):
-            scores[memory_id] = float(similarity) + bonus[memory_id]
+        scored = list(dict.fromkeys(found + list(bonus)))
+        baseline = queries @ mean if (mean := self.mean_vector(campaign_id)) is not None else None
+        relative = relative_scores(np.stack([index.vector(i) for i in scored]) if scored else
+                                   np.zeros((0, queries.shape[1]), np.float32), queries, baseline)
+        scores = {i: float(r) + bonus.get(i, 0.0) for i, r in zip(scored, relative)}
         memories = {m.id: m for m in await self.store.get_memories(list(scores))}
         own = owners(probe.queries)
         for memory in memories.values():

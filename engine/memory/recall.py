@@ -4,8 +4,9 @@ Each query (one per pending action, the /dm continue direction, and, weaker, the
 narration) scores the campaign's entries by cosine similarity of embeddings; its distinctive words
 (names, numbers, words outside everyday vocabulary) find entries by BM25 in SQLite FTS5, so a ship
 called "Marigold" is found even where the embedding does not care about names. An entry's score is
-its best weighted similarity to any query plus a bonus for the words it shares with one (max-score
-fusion: measured on bench/memory.py, reciprocal rank fusion let any second, weak vote outrank the
+its best weighted similarity to any query, less that query's similarity to the campaign's mean entry (its
+baseline: an everyday clause is alike to every ordinary turn), plus a bonus for the words it shares with
+one (max-score fusion: measured on bench/memory.py, reciprocal rank fusion let any second, weak vote outrank the
 one query that had the entry first). Entries found by words take at most about half the slots;
 near-duplicates never take two; top_k remain.
 """
@@ -15,6 +16,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+import numpy as np
 
 from engine.records import Action, Memory, Turn
 from engine.text import STOPWORDS
@@ -114,6 +117,21 @@ def distinctive_words(text: str, common: frozenset[str] | None) -> list[str]:
     names = {fold(m.group(1)) for m in _NAME.finditer(text)}
     return [w for w in content_words(text)
             if w.isdigit() or any(c.isdigit() for c in w) or w in names or (common is not None and w not in common)]
+
+
+def relative_scores(vectors: np.ndarray, queries: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
+    """Each entry's best (weighted) similarity to any query, less that query's baseline: its similarity to
+    the campaign's mean entry. A short, everyday clause ("I kneel by the iron chest", "I go to the
+    stable") is 0.3-0.5 alike to every ordinary action of the story, and a clause that names what is asked
+    for ("open its lock with the digits we were given") is alike to little but its fact: compared raw, the
+    everyday clause's ordinary turns took every slot (bench/memory.py, second campaign: the strongbox's
+    code stood 10th behind nine ordinary actions; 2nd against each clause's baseline)."""
+    if len(vectors) == 0:
+        return np.zeros(0, dtype=np.float32)
+    product = vectors @ queries.T
+    if baseline is not None:
+        product = product - baseline[None, :]
+    return product.max(axis=1)
 
 
 def word_bonus(hits: Sequence[tuple[int, float]]) -> dict[int, float]:
