@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot.services import Services
 from cogs.cards import CardCommands
 from cogs.combat import CombatCommands, QuestCommands, refresh_tracker, tracker_follows
-from cogs.common import acknowledge, begin, campaign_here, is_admin, reply, require_admin, shorten, whole_lines
+from cogs.common import acknowledge, begin, campaign_here, is_admin, reply, require_admin, shorten
 from cogs.glossary import GlossaryCommands
 from cogs.memory import MemoryCommands
 from cogs.pictures import PICTURES_OFF, PictureDesk

@@ -150,10 +150,6 @@ def _combat(battle: Fight | None, sheets: Mapping[int, Sheet], change: Change) -
     return battle, "⚔️ Combat! Initiative: " + ", ".join(f"{c.name} {c.initiative}" for c in battle.order)
 
 
-def record_lines(record: Mapping | None) -> tuple[str, ...]:
-    return tuple((record or {}).get("lines", ()))
-
-
 def _change(sheet: Sheet, change: Change) -> tuple[Sheet, str]:
     if change.kind == "hp":
         return sheet.with_hp(change.amount)

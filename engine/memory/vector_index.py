@@ -88,15 +88,15 @@ class VectorIndex:
         scored on its int8 copy; the `exact_top` best of those (and all of a small index) on float32."""
         size = self._size
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        hidden = self._hidden(size, skip_from)
         if size <= exact_top or _INT8 is None:
             best = self._exact(slice(0, size), queries)
         else:
             best = self._approximate(size, queries)
-            hidden = self._hidden(size, skip_from)
-            best[hidden] = -np.inf
+            best[hidden] = -np.inf  # a hidden row never takes a candidate's place
             top = np.argpartition(-best, exact_top - 1)[:exact_top]
             best[top] = self._exact(top, queries)
-        best[self._hidden(size, skip_from)] = -np.inf
+        best[hidden] = -np.inf
         return self._ids[:size], best
 
     def exact_scores(self, rows: Sequence[int], queries: np.ndarray) -> np.ndarray:

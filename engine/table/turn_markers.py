@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
 
 from engine.errors import BadInput
 from engine.game import roll
@@ -16,6 +15,7 @@ from engine.game.dice import REASON_MAX_CHARS
 from engine.game.ledger import Party, apply, changes, revert
 from engine.game.combat import fight_from_json
 from engine.game.markers import MARKER, CombatMarker, RollMarker, StateMarker, extract, parse
+from engine.store.campaigns import Settle
 from engine.table.kept_text import posted_narration
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,6 @@ def roll_request(marker: RollMarker, party: Party) -> dict | None:
         return None
     return {"author": author, "name": party.name(author, marker.who), "expression": marker.expression,
             "reason": reason}
-
-
-# (sheets' JSON, the fight's JSON or None, the turn's effects before) -> (sheets changed, the fight after, effects)
-Settle = Callable[[dict[int, str], "str | None", "dict | None"], tuple[dict[int, str], "str | None", dict]]
 
 
 @dataclass(frozen=True)
