@@ -127,10 +127,10 @@ class NarrationStream:
 
 
 async def narrate(target: StreamTarget, handle: JobHandle, note: str = "",
-                  on_fight: Callable[[Turn], Awaitable[None]] | None = None) -> None:
+                  on_fight: Callable[[Turn], Awaitable[None]] | None = None) -> bool:
     """A turn job into Discord: its place in the queue while it waits, the narration as it streams
     (as the engine shows it: translated sentence by sentence where the campaign needs it), then the
-    saved turn with its notes."""
+    saved turn with its notes. False when the turn failed (the table was told why)."""
     stream = NarrationStream(target.show)
     while not handle.started and not handle.done:  # let the players see the queue move
         position = handle.position()
@@ -147,7 +147,7 @@ async def narrate(target: StreamTarget, handle: JobHandle, note: str = "",
             await stream.finish(told or friendly(exc), note=f"{friendly(exc)} {NOT_SAVED}" if told else "")
         if not isinstance(exc, EngineError):
             raise
-        return
+        return False
     notes = [*result.notes, f"{note} · turn {result.turn.number}" if note else ""]
     changes = effect_lines(result.turn)  # what the DM's markers did to the characters, under the story
     await stream.finish(result.turn.posted + (f"\n\n{changes}" if changes else ""),
@@ -156,3 +156,4 @@ async def narrate(target: StreamTarget, handle: JobHandle, note: str = "",
         await target.show(len(target.messages), asked[0], view=asked[1])
     if on_fight is not None and "fight_before" in (result.turn.effects or {}):  # the fight moved on: its tracker too
         await on_fight(result.turn)
+    return True

@@ -40,14 +40,14 @@ class RoundDesk(commands.Cog):
         channel = self.client.get_channel(campaign.channel_id)
         return channel if channel is not None else await self.client.fetch_channel(campaign.channel_id)  # type: ignore[return-value]
 
-    async def _narrate(self, campaign: Campaign, why: str) -> None:
+    async def _narrate(self, campaign: Campaign, why: str) -> bool:
         channel = await self._channel(campaign)
         try:
             handle = self.services.runner.submit(Job(campaign.id, campaign.channel_id, "turn"))
         except EngineError as exc:  # the queue is full: the round's actions stay pending
             await channel.send(f"{friendly(exc)} The round's actions wait for `/dm continue`.")
-            return
-        await narrate(StreamTarget(None, channel), handle, note=f"🎲 {why}",
+            return False
+        return await narrate(StreamTarget(None, channel), handle, note=f"🎲 {why}",
                       on_fight=tracker_follows(self.services, channel, campaign))
 
     async def _show(self, campaign: Campaign, state: RoundState | None) -> None:

@@ -47,6 +47,27 @@ async def test_a_round_is_narrated_once_when_everyone_has_acted(world, model):
     assert await world.store.pending_actions(campaign.id) == []
 
 
+async def test_a_round_the_model_cannot_narrate_is_told_once_and_waits_for_the_next_change(world, model):
+    campaign = await start(world)
+    await world.alice.send(world.table, "I light a torch.")
+    await world.bob.send(world.table, "I guard the door.")
+    await world.slash(world.gm, world.table, "dm continue")
+    await rounds_on(world, timeout=0)
+    await world.alice.send(world.table, "I read the runes on the wall.")
+    model.script = ""  # the model writes nothing, on every draw
+    generations = len(model.calls)
+    await world.bob.send(world.table, "I search the alcove.")
+    failed = [m.content for m in world.bot_messages(world.table) if "wrote nothing" in m.content]
+    assert len(failed) == 1 and len(model.calls) == generations + 2  # the draw and its one redraw, not a loop
+    assert await world.store.turn_count(campaign.id) == 1 and len(await world.store.pending_actions(campaign.id)) == 2
+
+    model.script = "Dust falls from the alcove as the runes flare."
+    await world.alice.send(world.table, "I trace the runes.")  # a change: the round is narrated again
+    turn = await world.store.last_turn(campaign.id)
+    assert turn.number == 2 and [a.author_name for a in turn.actions] == ["Aria", "Bram", "Aria"]
+    assert turn.posted.startswith("Dust falls")
+
+
 async def test_the_timer_narrates_the_round_and_a_late_player_waits_for_the_next(world, model):
     campaign = await start(world)
     await world.slash(world.bob, world.table, "dm join")  # Bram is waited for before he ever wrote

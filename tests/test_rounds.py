@@ -29,14 +29,18 @@ class Table:
         self.narrated: list[tuple[int, str, list[str]]] = []
         self.shown: list[RoundState | None] = []
         self.release = asyncio.Event()
+        self.fail = False  # the narration fails (the model wrote nothing): no turn, the actions stay pending
         self.keeper = RoundKeeper(store, lambda c: self.rules, self.narrate, self.show)
 
     async def narrate(self, campaign, why):
         pending = await self.store.pending_actions(campaign.id)
         self.narrated.append((campaign.id, why, [a.author_name for a in pending]))
         await self.release.wait()
+        if self.fail:
+            return False
         pending = await self.store.pending_actions(campaign.id)  # what a turn job would take when it starts
         await self.store.commit_turn(campaign.id, [a.id for a in pending[:len(self.narrated[-1][2])]], "Told.", [])
+        return True
 
     async def show(self, campaign, state):
         self.shown.append(state)
@@ -124,6 +128,23 @@ async def test_the_timer_narrates_what_came_and_a_continue_stops_it(store, campa
     await asyncio.sleep(1.2)
     await settle()
     assert len(table.narrated) == 1  # the stopped timer narrated nothing
+    await table.keeper.close()
+
+
+async def test_a_failed_narration_waits_for_the_next_change_instead_of_looping(store, campaign):
+    await play_turn(store, campaign, (ARIA, "Aria"), (BRAM, "Bram"))
+    table = Table(store, RoundRules(True, 0, 3))
+    table.release.set()
+    table.fail = True
+    await table.act(campaign, ARIA, "Aria")
+    await table.act(campaign, BRAM, "Bram")  # complete: narrated, and it fails
+    await settle()
+    assert len(table.narrated) == 1  # not again and again while nothing changes
+    assert len(await store.pending_actions(campaign.id)) == 2
+
+    table.fail = False
+    await table.act(campaign, ARIA, "Aria")  # a change: the complete round is narrated again
+    assert len(table.narrated) == 2 and await store.pending_actions(campaign.id) == []
     await table.keeper.close()
 
 

@@ -96,7 +96,7 @@ class RoundRules:
     window: int  # turns in which a player's action makes them active
 
 
-Narrate = Callable[[Campaign, str], Awaitable[None]]  # narrates a turn of the pending actions; why it did
+Narrate = Callable[[Campaign, str], Awaitable[bool]]  # narrates a turn of the pending actions (why it did); False: it failed
 Show = Callable[[Campaign, "RoundState | None"], Awaitable[None]]  # who the round waits for; None: it closed
 
 
@@ -108,6 +108,9 @@ class RoundKeeper:
         self._busy: dict[int, int] = {}  # campaign id -> turns being narrated (by the keeper or on request)
         self._locks: dict[int, asyncio.Lock] = {}
         self._shown: set[int] = set()  # campaigns whose waiting note is up
+        # Campaigns whose round narration failed (the table was told): the round is not narrated again until
+        # something changes or someone asks, so a model that writes nothing never loops.
+        self._stalled: set[int] = set()
         self._tasks: set[asyncio.Task] = set()
 
     def deadline(self, campaign_id: int) -> float | None:
@@ -123,6 +126,10 @@ class RoundKeeper:
 
     async def check(self, campaign_id: int) -> None:
         """Something changed (an action came, went or was edited, a turn ended, a setting changed)."""
+        self._stalled.discard(campaign_id)
+        await self._recheck(campaign_id)
+
+    async def _recheck(self, campaign_id: int) -> None:
         async with self._locks.setdefault(campaign_id, asyncio.Lock()):
             try:
                 await self._decide(campaign_id)
@@ -148,7 +155,7 @@ class RoundKeeper:
         self._busy[campaign_id] -= 1
         if not self._busy[campaign_id]:
             del self._busy[campaign_id]
-            self._spawn(self.check(campaign_id))
+            self._spawn(self._recheck(campaign_id))
 
     async def _decide(self, campaign_id: int) -> None:
         campaign = await self.store.get_campaign(campaign_id)
@@ -160,6 +167,8 @@ class RoundKeeper:
         if state is None:  # rounds off, or the campaign ended
             self._cancel_timer(campaign_id)
             await self._close(campaign_id)
+            return
+        if campaign_id in self._stalled:  # its narration failed: the next change or /dm continue goes on
             return
         if not state.acted:  # nobody has acted (yet, or any more: the only action was withdrawn)
             self._cancel_timer(campaign_id)
@@ -181,12 +190,15 @@ class RoundKeeper:
         self._shown.add(campaign_id)
 
     async def _narrate_round(self, campaign: Campaign, why: str) -> None:
+        narrated = False
         try:
             await self._close(campaign.id)
-            await self._narrate(campaign, why)
+            narrated = await self._narrate(campaign, why)
         except Exception:
             log.exception("round of campaign %d not narrated", campaign.id)
         finally:
+            if not narrated:
+                self._stalled.add(campaign.id)
             self._leave(campaign.id)
 
     async def _ring(self, campaign_id: int, delay: float) -> None:
