@@ -11,7 +11,9 @@ Figures per size:
 - `index_build`: reading a campaign's vectors into memory once, after a restart;
 - `vector` and `sqlite_vec`: the vector part alone on the same vectors (what the store holds for the
   campaign, as the engine's index reads them), for the same three query vectors of each turn: the
-  engine's in-memory index (one product for the three queries, then its top 4k+8 as `search` takes)
+  engine's in-memory index (the three queries scored on every int8 row, the best max(64, 2(4k+8)) of
+  those again on float32, as `search` takes them; `vector_float32` every row on float32, and
+  `int8_top5_agree` how much of its top 5 the int8 path finds)
   against three exact top-k KNN queries of sqlite-vec's `vec0` table (k = 4k+8, cosine, an in-memory
   database: its fastest case; `sqlite_vec_build_ms` is filling it). It needs `pysqlite3-binary` and
   `sqlite-vec` (requirements-bench.txt): the stdlib sqlite3 here cannot load extensions; without them
@@ -46,6 +48,7 @@ OBJECTS = ["30 gold coins", "the cellar key", "a silver dagger", "the map of Var
 RARE_EVERY = 500
 TOP_K = 5
 WANTED = TOP_K * 4 + 8  # how many the engine's search takes by meaning before fusing (engine/memory/bank.py)
+CANDIDATES = max(64, WANTED * 2)  # the rows its index scores again on float32 (engine/memory/bank.py)
 EMBEDDER_ID = "all-MiniLM-L6-v2"
 
 
@@ -74,17 +77,16 @@ def compare_sqlite_vec(conn, size: int, ids: list[int], matrix: np.ndarray, keys
     engine = []
     for vector in vectors:
         start = time.perf_counter()
-        found, best = index.best_scores(vector * weights, PINNED_KEY)
-        top = found[np.argpartition(-best, WANTED - 1)[:WANTED]]
+        top, _ = index.best(vector * weights, PINNED_KEY, CANDIDATES)
         engine.append((time.perf_counter() - start) * 1000)
-        assert len(top) == WANTED
+        assert len(top) == CANDIDATES
     plain, agree32, checked32 = [], 0, 0  # the same search on float32 alone (every row exact), and agreement
     for vector in vectors:
         start = time.perf_counter()
-        found32, best32 = index.best_scores(vector * weights, PINNED_KEY, exact_top=len(ids))
+        found32, _ = index.best(vector * weights, PINNED_KEY, CANDIDATES, exact=True)
         plain.append((time.perf_counter() - start) * 1000)
-        found, best = index.best_scores(vector * weights, PINNED_KEY)
-        agree32 += len(set(found32[np.argsort(-best32)[:TOP_K]]) & set(found[np.argsort(-best)[:TOP_K]]))
+        found, _ = index.best(vector * weights, PINNED_KEY, CANDIDATES)
+        agree32 += len(set(found32[:TOP_K]) & set(found[:TOP_K]))
         checked32 += TOP_K
     figures = {f"vector_p50_ms_{size}": round(percentile(engine, 50), 2),
                f"vector_p99_ms_{size}": round(percentile(engine, 99), 2),

@@ -162,12 +162,13 @@ def test_the_vector_index_grows_removes_and_compacts():
     assert not index.add(999, np.zeros(4, np.float32), 1)  # another size: refused, the caller rebuilds
     index.remove(list(range(0, 150)))
     assert len(index) == 50 and 10 not in index and index.key(160) == 160
-    ids, best = index.best_scores(vectors[[160, 199]], skip_from=199)
-    assert set(ids[np.isfinite(best)]) == set(range(150, 199))  # 199 is at the skip line
-    assert ids[np.argmax(best)] == 160 and best.max() == pytest.approx(float(vectors[160] @ vectors[160]), rel=1e-5)
-    expected = np.maximum(vectors[150:199] @ vectors[160], vectors[150:199] @ vectors[199])
+    ids, best = index.best(vectors[[160, 199]], skip_from=199, count=64)
+    assert set(ids) == set(range(150, 199))  # 199 is at the skip line
+    assert ids[0] == 160 and best[0] == pytest.approx(float(vectors[160] @ vectors[160]), rel=1e-5)
+    expected = np.maximum(vectors[ids] @ vectors[160], vectors[ids] @ vectors[199])
     # float32 products in another order (torch, numpy): an absolute tolerance too, for scores near 0
-    assert np.allclose(best[np.isfinite(best)], expected, rtol=1e-5, atol=1e-5)
+    assert np.allclose(best, expected, rtol=1e-5, atol=1e-5) and np.all(np.diff(best) <= 0)
+    assert list(index.best(vectors[[160, 199]], skip_from=199, count=5)[0]) == list(ids[:5])
     assert np.array_equal(index.vector(170), vectors[170])
 
 
@@ -186,14 +187,15 @@ def test_the_int8_rows_find_the_same_best_entries_as_float32_and_score_them_exac
     for trial in range(20):
         queries = vectors[rng.integers(0, 6000, 3)] + 0.2 * rng.standard_normal((3, 384)).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-        ids, best = index.best_scores(queries, skip_from=5500, exact_top=64)
+        queries[2] *= 0.7  # a weaker query (the narration's tail), as recall weights it
+        ids, best = index.best(queries, skip_from=5500, count=64)
         kept = alive[alive < 5500]
         truth = (vectors[kept] @ queries.T).max(axis=1)
-        top = kept[np.argsort(-truth)[:28]]
-        found = ids[np.argsort(-best)[:28]]
-        assert list(found) == list(top), trial
-        by_id = dict(zip(ids.tolist(), best.tolist()))
-        assert np.allclose([by_id[i] for i in top], np.sort(truth)[::-1][:28], atol=1e-5)
+        assert list(ids[:28]) == list(kept[np.argsort(-truth)[:28]]), trial
+        assert np.allclose(best[:28], np.sort(truth)[::-1][:28], atol=1e-5)
+        assert list(index.best(queries, skip_from=5500, count=64, exact=True)[0][:28]) == list(ids[:28])
+    hidden_but_few = index.best(queries, skip_from=3, count=64)[0]  # 3 visible rows (0 was removed)
+    assert sorted(hidden_but_few) == [1, 2]
     assert np.allclose(index.exact_scores(index.rows([1, 2]), queries), (vectors[[1, 2]] @ queries.T).max(axis=1),
                        atol=1e-5)
 

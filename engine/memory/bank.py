@@ -179,12 +179,11 @@ class MemoryBank:
         skip_from = PINNED_KEY if recent_from_turn is None else recent_from_turn
         weights = np.array([[q.weight] for q in probe.queries], dtype=np.float32)
         queries = probe.vectors * weights
-        # best weighted similarity per entry: the candidates exactly, the rest from the int8 rows
-        wanted = top_k * 4 + 8
-        ids, base = index.best_scores(queries, skip_from, exact_top=max(64, wanted * 2))
-        pool = min(len(ids), wanted * 2)  # ranked again below, each query against its own baseline
-        best = np.argpartition(-base, pool - 1)[:pool] if pool < len(ids) else np.arange(len(ids))
-        found = [int(ids[b]) for b in best if base[b] >= min_score]
+        # the best weighted similarities (candidates from the int8 rows, scored on float32), ranked again
+        # below, each query against its own baseline
+        pool = (top_k * 4 + 8) * 2
+        ids, base = index.best(queries, skip_from, max(64, pool))
+        found = [int(i) for i, score in zip(ids[:pool], base[:pool]) if score >= min_score]
         bonus: dict[int, float] = {}
         for hits in probe.word_hits:
             for memory_id, extra in word_bonus(hits).items():

@@ -7,13 +7,16 @@ SQLite (~470 ms). A removed row is only marked dead; the matrix is compacted whe
 Scoring reads every row, so it is bound by memory bandwidth: 100,000 x 384 float32 is 154 MB a search.
 Beside the float32 rows the index keeps them as int8 (each row scaled to +-127, its scale kept), a
 quarter of the bytes: every row is scored on those with torch's int8 matrix product, and the best few
-(`exact_top`) are scored again on float32, so what recall picks is what the float32 search picks.
+are scored again on float32, so what recall picks is what the float32 search picks.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+
+
+BLOCK_ROWS = 8192  # int8 rows scored at a time: their int32 sums (256 KB) stay in the cache until reduced
 
 
 class VectorIndex:
@@ -82,22 +85,31 @@ class VectorIndex:
         row = self._row.get(memory_id)
         return None if row is None else int(self._keys[row])
 
-    def best_scores(self, queries: np.ndarray, skip_from: int, exact_top: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, each row's best similarity to any of the queries); dead rows and rows whose turn key
-        is at least `skip_from` score -inf. Weighted queries give weighted similarities. Every row is
-        scored on its int8 copy; the `exact_top` best of those (and all of a small index) on float32."""
+    def best(self, queries: np.ndarray, skip_from: int, count: int,
+             exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of the `count` rows most alike to any of the queries, best first, with that similarity
+        on float32 (weighted queries give weighted similarities). Dead rows and rows whose turn key is at
+        least `skip_from` are left out. Every row is scored on its int8 copy and the `count` best of those
+        again on float32; a small index, or `exact` (the reference the int8 path is held to), scores every
+        row on float32."""
         size = self._size
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         hidden = self._hidden(size, skip_from)
-        if size <= exact_top or _INT8 is None:
-            best = self._exact(slice(0, size), queries)
+        if exact or size <= count or _INT8 is None:
+            rows, scores = np.arange(size), self._exact(slice(0, size), queries)
+            scores[hidden] = -np.inf
         else:
-            best = self._approximate(size, queries)
-            best[hidden] = -np.inf  # a hidden row never takes a candidate's place
-            top = np.argpartition(-best, exact_top - 1)[:exact_top]
-            best[top] = self._exact(top, queries)
-        best[hidden] = -np.inf
-        return self._ids[:size], best
+            approx = self._approximate(size, queries)
+            approx[hidden] = -np.inf
+            rows = np.argpartition(approx, size - count)[size - count:]
+            scores = self._exact(rows, queries)
+            scores[hidden[rows]] = -np.inf  # fewer visible rows than `count`: hidden ones filled the rest
+        if len(rows) > count:
+            keep = np.argpartition(-scores, count - 1)[:count]
+            rows, scores = rows[keep], scores[keep]
+        order = np.argsort(-scores, kind="stable")
+        order = order[scores[order] > -np.inf]
+        return self._ids[rows[order]], scores[order]
 
     def exact_scores(self, rows: Sequence[int], queries: np.ndarray) -> np.ndarray:
         """The rows' best similarity to the queries, on float32 (for rows found by other means)."""
@@ -115,15 +127,21 @@ class VectorIndex:
         return product.amax(dim=1).numpy() if product.shape[0] else np.zeros(0, dtype=np.float32)
 
     def _approximate(self, size: int, queries: np.ndarray) -> np.ndarray:
-        """Every row's best similarity from the int8 rows and int8 queries (torch's int8 product, int32 sums)."""
+        """Every row's best similarity, up to one factor, from the int8 rows and int8 queries (torch's int8
+        product, int32 sums).
+        The queries share one scale, so a row's best is taken on the int32 sums of one block of rows while
+        they are in the cache, and only that column becomes floats."""
         import torch
-        small, scale = quantised(queries)
+        small, _ = quantised(queries.reshape(1, -1))
         columns = -(-len(queries) // 8) * 8  # the int8 product wants whole groups of 8 columns
-        padded = np.zeros((self.dim, columns), dtype=np.int8)
-        padded[:, :len(queries)] = small.T
-        sums = _INT8(torch.from_numpy(self._small[:size]), torch.from_numpy(padded))[:, :len(queries)]
-        approx = sums.to(torch.float32) * torch.from_numpy(scale)[None, :]
-        return (approx.amax(dim=1) * torch.from_numpy(self._scale[:size])).numpy()
+        padded = np.empty((self.dim, columns), dtype=np.int8)
+        padded[:, :len(queries)] = small.reshape(len(queries), self.dim).T
+        padded[:, len(queries):] = padded[:, :1]  # copies of the first query: the best of a row is unchanged
+        rows, product = torch.from_numpy(self._small[:size]), torch.from_numpy(padded)
+        best = torch.empty(size, dtype=torch.int32)
+        for start in range(0, size, BLOCK_ROWS):
+            torch.amax(_INT8(rows[start:start + BLOCK_ROWS], product), dim=1, out=best[start:start + BLOCK_ROWS])
+        return best.numpy() * self._scale[:size]  # to rank them: the queries' one scale changes no order
 
     def _grow(self) -> None:
         capacity = len(self._ids) * 2
