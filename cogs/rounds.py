@@ -32,8 +32,9 @@ class RoundDesk(commands.Cog):
 
     def __init__(self, services: Services, client: discord.Client) -> None:
         self.services, self.client = services, client
-        self.keeper = RoundKeeper(services.store, lambda c: services.narrator.campaign_settings(c).rounds,
-                                  self._narrate, self._show)
+        # `python -m bot sync` loads the cogs for their commands alone, with no services: this keeper never runs
+        self.keeper = RoundKeeper(services.store if services is not None else None,  # type: ignore[arg-type]
+                                  lambda c: services.narrator.campaign_settings(c).rounds, self._narrate, self._show)
         self._notes: dict[int, tuple[discord.Message, int]] = {}  # campaign id -> (its note, round number)
 
     async def _channel(self, campaign: Campaign) -> discord.abc.Messageable:

@@ -23,7 +23,10 @@ class Table(commands.Cog):
 
     def __init__(self, services: Services, rounds: RoundDesk) -> None:
         self.services, self.rounds = services, rounds
-        self.prefixes = tuple(services.config.discord.ooc_prefixes)
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:  # read when used: `python -m bot sync` loads this cog with no services
+        return tuple(self.services.config.discord.ooc_prefixes)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

@@ -56,6 +56,21 @@ async def test_sharding_is_a_config_switch(make_config):
     await plain.close()  # (discord.py's AutoShardedClient cannot close before it ever connected)
 
 
+async def test_sync_loads_every_command_without_loading_the_models(make_config):
+    """`python -m bot sync` builds the bot with no services (no models) and registers its command tree."""
+    from bot.app import create_bot
+
+    bot = create_bot(make_config(), load_services=False)
+    try:
+        await bot.setup_hook()  # what login runs before the tree is synced
+        assert bot.services is None
+        (dm,) = [c for c in bot.tree.get_commands() if c.name == "dm"]
+        assert {"continue", "roll", "recap", "combat", "export"} <= {c.name for c in dm.commands}
+        assert {"Table", "RoundDesk"} <= set(bot.cogs)
+    finally:
+        await bot.close()
+
+
 def test_options_go_before_or_after_the_command():
     from bot.__main__ import parse_args
 

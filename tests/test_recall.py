@@ -8,6 +8,7 @@ import pytest
 from engine.memory.recall import (WORDS_BONUS, Query, content_words, distinctive_words, rare_words, turn_queries,
                            word_bonus)
 from engine.records import Action, Turn
+from engine.memory import vector_index
 from engine.memory.vector_index import VectorIndex
 
 
@@ -172,16 +173,21 @@ def test_the_vector_index_grows_removes_and_compacts():
     assert np.array_equal(index.vector(170), vectors[170])
 
 
-def test_the_int8_rows_find_the_same_best_entries_as_float32_and_score_them_exactly():
-    """Clustered vectors like a campaign's (many near one another): every row scored on int8, the best on
-    float32; the top entries and their scores are those of a float32 search, through adds, removals and growth."""
+def test_the_int8_rows_find_the_same_best_entries_as_float32_and_score_them_exactly(monkeypatch):
+    """Clustered vectors like a campaign's (many near one another): every row scored on its int8 sketch
+    (projected on fitted directions: from 1,000 rows here), the best on float32; the top entries and their
+    scores are those of a float32 search, through adds, removals, growth and the refit that comes with it."""
+    monkeypatch.setattr(vector_index, "FIT_ROWS", 1000)
     rng = np.random.default_rng(7)
     centres = rng.standard_normal((40, 384)).astype(np.float32)
     vectors = centres[rng.integers(0, 40, 6000)] + 0.35 * rng.standard_normal((6000, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = VectorIndex(list(range(3000)), vectors[:3000], list(range(3000)))
+    fitted = index._basis
+    assert fitted is not None and fitted.shape == (384, vector_index.SKETCH_DIMS)
     for i in range(3000, 6000):
         index.add(i, vectors[i], i)
+    assert index._basis is not fitted  # the matrix doubled: the directions were fitted again
     index.remove(list(range(0, 6000, 7)))
     alive = np.array([i for i in range(6000) if i % 7])
     for trial in range(20):

@@ -7,6 +7,8 @@ follows every change of the store in place (engine/memory/vector_index.py).
 """
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -133,23 +135,37 @@ class MemoryBank:
     async def probe(self, campaign_id: int, queries: str | Sequence[Query | str],
                     vectors: np.ndarray | None = None) -> Probe:
         """Embed the queries (unless their vectors are given) and find their rare words' entries, once
-        for a turn."""
+        for a turn: both at once (the embedder works in its thread while SQLite looks the words up)."""
         if isinstance(queries, str):
             queries = [queries]
         queries = [q if isinstance(q, Query) else Query(q) for q in queries]
         if vectors is None:
             queries = [q for q in queries if q.text.strip()]
-            vectors = await self.embed([q.text for q in queries]) if queries else np.zeros((0, 0), np.float32)
-        probe = Probe(queries, vectors)
-        common = await self._common_words()
+
+        async def embedded() -> np.ndarray:
+            if vectors is not None:
+                return vectors
+            return await self.embed([q.text for q in queries]) if queries else np.zeros((0, 0), np.float32)
+
+        common = await self._common_words()  # (read once, from the embedder's thread)
+        found, embedding = await asyncio.gather(self._rare_hits(campaign_id, queries, common), embedded())
+        probe = Probe(queries, embedding)
+        for rare, hits in found:
+            probe.words.append(rare)
+            probe.word_hits.append(hits)
+        return probe
+
+    async def _rare_hits(self, campaign_id: int, queries: Sequence[Query], common: frozenset[str] | None,
+                         ) -> list[tuple[list[str], list[tuple[int, float]]]]:
+        """Each query's rare words and the entries that hold them."""
         words = [distinctive_words(q.text, common) if q.by_words and not q.in_prompt else [] for q in queries]
         entries = len(await self._campaign_index(campaign_id))
         counts = await self.store.word_counts(sorted({w for ws in words for w in ws}), rare_limit(entries))
+        found = []
         for query_words in words:
             rare = rare_words(query_words, counts, entries)
-            probe.words.append(rare)
-            probe.word_hits.append(await self.store.search_words(campaign_id, rare, WORD_HITS))
-        return probe
+            found.append((rare, await self.store.search_words(campaign_id, rare, WORD_HITS)))
+        return found
 
     async def _common_words(self) -> frozenset[str] | None:
         if not self._common_read:
