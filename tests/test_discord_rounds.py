@@ -18,16 +18,22 @@ async def rounds_on(world: World, timeout: int) -> None:
         assert reply_text(result).startswith(f"✅ {name} set."), reply_text(result)
 
 
+async def two_player_round(world: World):
+    """A campaign whose first turn Aria and Bram acted in (so the round waits for both), rounds on, no timer."""
+    campaign = await start(world)
+    await world.alice.send(world.table, "I light a torch.")
+    await world.bob.send(world.table, "I guard the door.")
+    await world.slash(world.gm, world.table, "dm continue")
+    await rounds_on(world, timeout=0)
+    return campaign
+
+
 def round_notes(world: World) -> list[str]:
     return [m.content for m in world.bot_messages(world.table) if m.content.startswith("-# 🎲 Round")]
 
 
 async def test_a_round_is_narrated_once_when_everyone_has_acted(world, model):
-    campaign = await start(world)
-    await world.alice.send(world.table, "I light a torch.")
-    await world.bob.send(world.table, "I guard the door.")
-    await world.slash(world.gm, world.table, "dm continue")  # Aria and Bram are the round's players now
-    await rounds_on(world, timeout=0)
+    campaign = await two_player_round(world)
     generations = len(model.calls)
 
     await world.alice.send(world.table, "I read the runes on the wall.")
@@ -48,11 +54,7 @@ async def test_a_round_is_narrated_once_when_everyone_has_acted(world, model):
 
 
 async def test_a_round_the_model_cannot_narrate_is_told_once_and_waits_for_the_next_change(world, model):
-    campaign = await start(world)
-    await world.alice.send(world.table, "I light a torch.")
-    await world.bob.send(world.table, "I guard the door.")
-    await world.slash(world.gm, world.table, "dm continue")
-    await rounds_on(world, timeout=0)
+    campaign = await two_player_round(world)
     await world.alice.send(world.table, "I read the runes on the wall.")
     model.script = ""  # the model writes nothing, on every draw
     generations = len(model.calls)
@@ -123,11 +125,7 @@ async def test_leave_stops_the_wait_and_settings_refuse_bad_round_values(world, 
 
 
 async def test_an_action_written_while_the_round_is_narrated_opens_the_next_round(world, model):
-    campaign = await start(world)
-    await world.alice.send(world.table, "I light a torch.")
-    await world.bob.send(world.table, "I guard the door.")
-    await world.slash(world.gm, world.table, "dm continue")
-    await rounds_on(world, timeout=0)
+    campaign = await two_player_round(world)
     await world.alice.send(world.table, "I read the runes.")
     # The narration takes a while, by the wall clock; scripted, since a turn the tiny model writes
     # only players' lines for is generated again (a third call) on some CPUs.
